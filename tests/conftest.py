@@ -1,0 +1,26 @@
+"""Shared fixtures: a `device` parameter (CPU, plus CUDA when present), offline, seeded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KILN_OFFLINE", "1")
+    torch.manual_seed(0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip)
