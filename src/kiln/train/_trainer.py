@@ -1,0 +1,417 @@
+"""The training loop: fit, evaluate and predict for any torch module.
+
+Reads top to bottom: resolve data -> build the model from the first batch -> loop over epochs
+and steps -> read metrics every ``log_every`` steps (the only host syncs) -> validate ->
+callbacks -> resume checkpoint. Everything a step adds to the logs stays on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+from kiln.data import make_loader
+from kiln.train._callback import Callback, Logs
+from kiln.train._data import assemble, split_tail
+from kiln.train._objective import Objective
+from kiln.train._optimizers import make_optimizer
+from kiln.train._resume import load_state, restore_rng, save_state
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A NaN or infinite loss: ``step`` says where, ``history`` holds the epochs before it."""
+
+    def __init__(self, message: str, step: int, history: dict[str, list[float]]) -> None:
+        super().__init__(message)
+        self.step = step
+        self.history = history
+
+
+class History:
+    """What ``fit`` returns: per-epoch logs, as in Keras (``history.history["loss"]``)."""
+
+    def __init__(self, history: dict[str, list[float]], epochs: list[int]) -> None:
+        self.history = history
+        self.epoch = epochs
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class Trainer:
+    """Trains ``model``; made by ``model.compile`` (any ``nn.Module`` works directly too).
+
+    Options: ``device`` (default: CUDA when available), ``precision`` ("auto": bf16 autocast
+    on GPUs that support it, else fp32; or "fp32", "bf16", "fp16" with loss scaling), ``lr``,
+    ``log_every`` (steps between metric reads), ``seed`` (data order), and optimizer options.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        metrics: Any = None,
+        loss_weights: Any = None,
+        *,
+        lr: float | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        log_every: int = 50,
+        seed: int = 0,
+        **optimizer_options: Any,
+    ) -> None:
+        self.model = model
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = _resolve_precision(precision, self.device)
+        self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
+        self._optimizer_spec = (optimizer, lr, optimizer_options)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.log_every, self.seed = int(log_every), seed
+        self.epoch = self.step = self.steps_per_epoch = self.epochs = 0
+        self.history: dict[str, list[float]] = {}
+        self.stop_training = False
+        self.is_main_process = True
+        self.verbose = 1
+        self._step_in_epoch = 0
+        # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
+        # counter and the first step whose loss was not finite. Sized in _setup.
+        self._sums = torch.zeros(0, 2)
+        self._step_t = torch.zeros(())
+        self._first_bad = torch.zeros(())
+
+    # ---- fit ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        *,
+        batch_size: int = 32,
+        epochs: int = 1,
+        verbose: int = 1,
+        callbacks: list[Callback] | None = None,
+        validation_data: Any = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: Any = None,
+        resume: str | Path | None = None,
+        checkpoint_every: int | None = None,
+    ) -> History:
+        """Train for ``epochs`` epochs; see the class docstring for what is chosen for you.
+
+        ``resume``: a file that holds the full training state. If it exists, training continues
+        from it; it is rewritten at every epoch end and every ``checkpoint_every`` steps, so a
+        killed run restarted with the same call ends with the same weights.
+        """
+        self._require_objective("fit")
+        data, targets = assemble(x, y, sample_weight, class_weight)
+        if validation_split:
+            data, validation_data = split_tail(data, validation_split)
+        loader = make_loader(
+            data, batch_size=batch_size, shuffle=shuffle, device=self.device, seed=self.seed
+        )
+        val_loader = None
+        if validation_data is not None:
+            xv, yv, wv = _unpack_validation(validation_data)
+            val_data, _ = assemble(xv, yv, wv, None)
+            val_loader = make_loader(
+                val_data,
+                batch_size=max(batch_size, 256),
+                shuffle=False,
+                device=self.device,
+                seed=self.seed,
+            )
+        self._setup(next(iter(loader.epoch(0))), targets)
+        self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
+        self.stop_training = False
+        self.epoch, self._step_in_epoch, self.history = 0, 0, {}
+        self._first_bad.zero_()
+        callbacks = self._callbacks(callbacks, verbose)
+        if resume is not None and Path(resume).exists():
+            self._restore(resume, callbacks)
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        logs: Logs = {}
+        while self.epoch < epochs and not self.stop_training:
+            logs = self._run_epoch(loader, val_loader, callbacks, resume, checkpoint_every)
+        for cb in callbacks:
+            cb.on_train_end(self, logs)
+        epochs_done = len(next(iter(self.history.values()), []))
+        return History(self.history, list(range(epochs_done)))
+
+    def _run_epoch(
+        self,
+        loader: Any,
+        val_loader: Any,
+        callbacks: list[Callback],
+        resume: str | Path | None,
+        checkpoint_every: int | None,
+    ) -> Logs:
+        epoch = self.epoch
+        for cb in callbacks:
+            cb.on_epoch_begin(self, epoch)
+        if self._step_in_epoch == 0:
+            self._sums.zero_()
+        self.model.train()
+        for batch in loader.epoch(epoch, start_step=self._step_in_epoch):
+            self._train_step(batch)
+            self.step += 1
+            self._step_in_epoch += 1
+            read = self.step % self.log_every == 0
+            logs_now = self._read_logs() if read else None
+            for cb in callbacks:
+                cb.on_batch_end(self, self.step, logs_now)
+            if resume is not None and checkpoint_every and self.step % checkpoint_every == 0:
+                self._read_logs()  # never checkpoint weights that a NaN already spoiled
+                self._save(resume, callbacks)
+        logs = self._read_logs()
+        if val_loader is not None:
+            logs.update({f"val_{k}": v for k, v in self._evaluate_loader(val_loader).items()})
+        self.epoch, self._step_in_epoch = epoch + 1, 0
+        for cb in callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        if resume is not None:
+            self._save(resume, callbacks)
+        return logs
+
+    def _train_step(self, batch: tuple[Any, ...]) -> None:
+        x, y, w = _split_batch(batch)
+        with self._autocast():
+            out = _call(self.model, x)
+        loss, stats = self.objective(out, y, w)  # type: ignore[misc]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)  # type: ignore[arg-type]
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()  # type: ignore[union-attr]
+        self.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+        self._sums += stats
+        self._step_t += 1
+        bad = (self._first_bad == 0) & ~torch.isfinite(loss.detach())
+        torch.where(bad, self._step_t, self._first_bad, out=self._first_bad)
+
+    def _read_logs(self) -> Logs:
+        """Copy the epoch's running sums to the host (a sync) and stop on a non-finite loss."""
+        values = torch.cat([self._sums.flatten(), self._first_bad.view(1)]).tolist()
+        first_bad = int(values.pop())
+        if first_bad:
+            batch = first_bad - (self.step - self._step_in_epoch)
+            raise NonFiniteLossError(
+                f"The loss became NaN or infinite at step {first_bad} (epoch {self.epoch + 1}, "
+                f"batch {batch}); training stopped, and no checkpoint was written after it, so the "
+                "last saved checkpoint holds good weights. Lower the learning rate, check the data "
+                "for NaNs, or use precision='fp32'.",
+                first_bad,
+                self.history,
+            )
+        return self._logs_from(values)
+
+    def _logs_from(self, flat_sums: list[float]) -> Logs:
+        names = self.objective.names  # type: ignore[union-attr]
+        pairs = zip(flat_sums[0::2], flat_sums[1::2], strict=True)
+        return {n: s / c if c else math.nan for n, (s, c) in zip(names, pairs, strict=True)}
+
+    # ---- evaluate / predict ---------------------------------------------------------------
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        *,
+        batch_size: int = 256,
+        verbose: int = 1,
+        sample_weight: Any = None,
+    ) -> dict[str, float]:
+        """Loss and metrics over the data, as a dict (``{"loss": .., "accuracy": ..}``)."""
+        self._require_objective("evaluate")
+        data, targets = assemble(x, y, sample_weight, None)
+        loader = make_loader(data, batch_size=batch_size, shuffle=False, device=self.device, seed=0)
+        self._setup(next(iter(loader.epoch(0))), targets)
+        logs = self._evaluate_loader(loader)
+        if verbose:
+            from rich.console import Console
+
+            Console().print("evaluate: " + " · ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        return logs
+
+    def _evaluate_loader(self, loader: Any) -> Logs:
+        saved = self._sums.clone()
+        self._sums.zero_()
+        self.model.eval()
+        with torch.inference_mode():
+            for batch in loader.epoch(0):
+                x, y, w = _split_batch(batch)
+                with self._autocast():
+                    out = _call(self.model, x)
+                _, stats = self.objective(out, y, w)  # type: ignore[misc]
+                self._sums += stats
+        self.model.train()
+        sums = self._sums.flatten().tolist()
+        self._sums.copy_(saved)
+        return self._logs_from(sums)
+
+    def predict(self, x: Any, *, batch_size: int = 256) -> Any:
+        """Model outputs for ``x`` as CPU tensors (same structure as the model's output)."""
+        loader = make_loader((x,), batch_size=batch_size, shuffle=False, device=self.device, seed=0)
+        self._setup((next(iter(loader.epoch(0)))[0],), None)
+        self.model.eval()
+        outs = []
+        with torch.inference_mode():
+            for (xb,) in loader.epoch(0):
+                with self._autocast():
+                    out = _call(self.model, xb)
+                outs.append(
+                    tree_map(lambda t: t.float().cpu() if t.is_floating_point() else t.cpu(), out)
+                )
+        self.model.train()
+        return _concat(outs)
+
+    # ---- set-up -------------------------------------------------------------------------
+
+    def _setup(self, batch: tuple[Any, ...], targets: Any) -> None:
+        """Build lazy layers from a first batch, move to the device, make the optimizer."""
+        x = batch[0]
+        _build_model(self.model, x, self.device)
+        self.model.to(self.device)
+        if self.objective is None:
+            return
+        if self.optimizer is None:
+            optimizer, lr, options = self._optimizer_spec
+            self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            out = _call(self.model, x)
+        self.model.train(was_training)
+        if not self.objective.names:
+            self.objective.build(out)
+        if targets is not None and len(batch) > 1:
+            self.objective.check_targets(out, targets)
+        if self._sums.shape[0] != len(self.objective.names):
+            self._sums = torch.zeros(len(self.objective.names), 2, device=self.device)
+            self._step_t = torch.zeros((), device=self.device)
+            self._first_bad = torch.zeros((), device=self.device)
+
+    def _require_objective(self, what: str) -> None:
+        if self.objective is None:
+            raise RuntimeError(f"Call model.compile(optimizer=..., loss=...) before {what}().")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _callbacks(self, callbacks: list[Callback] | None, verbose: int) -> list[Callback]:
+        callbacks = list(callbacks or [])
+        if verbose:
+            from kiln.train.callbacks import ProgressBar
+
+            if not any(isinstance(cb, ProgressBar) for cb in callbacks):
+                callbacks.append(ProgressBar())
+        return callbacks
+
+    # ---- resume -------------------------------------------------------------------------
+
+    def _save(self, path: str | Path, callbacks: list[Callback]) -> None:
+        if not self.is_main_process:
+            return
+        save_state(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),  # type: ignore[union-attr]
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "callbacks": [cb.state_dict() for cb in callbacks],
+                "history": self.history,
+                "epoch": self.epoch,
+                "step": self.step,
+                "step_in_epoch": self._step_in_epoch,
+                "sums": self._sums.cpu(),
+            },
+        )
+
+    def _restore(self, path: str | Path, callbacks: list[Callback]) -> None:
+        state = load_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
+            cb.load_state_dict(cb_state)
+        self.history = state["history"]
+        self.epoch, self.step = state["epoch"], state["step"]
+        self._step_in_epoch = state["step_in_epoch"]
+        self._sums.copy_(state["sums"])
+        self._step_t.fill_(self.step)
+        restore_rng(state)
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(
+            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16'; received {precision!r}."
+        )
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def _build_model(model: nn.Module, x: Any, device: torch.device) -> None:
+    """Create lazy weights: a Sequential from the data's sample shape, others by one forward."""
+    from kiln.model import Sequential
+
+    if isinstance(model, Sequential) and model.input_specs is None and isinstance(x, Tensor):
+        model.build(tuple(x.shape[1:]), dtype=x.dtype)
+    elif any(getattr(m, "built", True) is False for m in model.modules()):
+        model.to(device)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            _call(model, x)
+        model.train(was_training)
+
+
+def _call(model: nn.Module, x: Any) -> Any:
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    if isinstance(x, dict):
+        return model(**x)
+    return model(x)
+
+
+def _split_batch(batch: tuple[Any, ...]) -> tuple[Any, Any, Tensor | None]:
+    return batch[0], batch[1], batch[2] if len(batch) > 2 else None
+
+
+def _unpack_validation(data: Any) -> tuple[Any, Any, Any]:
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+        raise ValueError(
+            "validation_data must be a tuple (x, y) or (x, y, sample_weight); received "
+            f"{type(data).__name__}"
+            + (f" of length {len(data)}." if hasattr(data, "__len__") else ".")
+        )
+    return data[0], data[1], data[2] if len(data) == 3 else None
+
+
+def _concat(outs: list[Any]) -> Any:
+    first = outs[0]
+    if isinstance(first, Tensor):
+        return torch.cat(outs)
+    if isinstance(first, dict):
+        return {k: torch.cat([o[k] for o in outs]) for k in first}
+    return type(first)(torch.cat([o[i] for o in outs]) for i in range(len(first)))
