@@ -1,0 +1,81 @@
+"""``kiln``: train zoo models or scripts, list the zoo, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+from kiln._version import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        return _train(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "zoo":
+        return _zoo_list()
+    parser.print_help()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiln", description="kiln: a deep-learning workbench for GPUs."
+    )
+    parser.add_argument("--version", action="version", version=f"kiln {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser(
+        "train", help="train a zoo model (kiln zoo list) or run a training script"
+    )
+    train.add_argument("target", help="a zoo model name, e.g. lenet5, or a path to script.py")
+    train.add_argument("--epochs", type=int, help="epochs (default: the zoo recipe's)")
+    train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
+    train.add_argument("--dataset", help="a kiln.datasets name, e.g. fashion_mnist")
+    train.add_argument("--data", help="folder with the dataset's files (e.g. MNIST IDX files)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    train.add_argument("--output", help="where to save the trained model (default: NAME.kiln)")
+    train.add_argument("--resume", help="training-state file: continue from it if it exists")
+    train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    zoo = sub.add_parser("zoo", help="the model zoo")
+    zoo.add_argument("action", choices=["list"])
+    return parser
+
+
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    target = Path(args.target)
+    if target.suffix == ".py":
+        if not target.is_file():
+            raise SystemExit(f"kiln train: no script at {str(target)!r}.")
+        sys.argv = [str(target), *extra]
+        runpy.run_path(str(target), run_name="__main__")
+        return 0
+    if extra:
+        raise SystemExit(f"kiln train: unrecognized arguments for a zoo model: {' '.join(extra)}")
+    from kiln.cli._train_zoo import train_zoo_model
+
+    return train_zoo_model(args)
+
+
+def _zoo_list() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from kiln.zoo import list_models
+
+    table = Table(title="kiln zoo")
+    for column in ("name", "dataset", "description"):
+        table.add_column(column)
+    for entry in list_models():
+        table.add_row(entry.name, entry.dataset, entry.description)
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
