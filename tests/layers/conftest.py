@@ -17,9 +17,14 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 
 @pytest.fixture(autouse=True)
 def _exact_float32() -> Iterator[None]:
-    """Seed, and keep cuDNN/cuBLAS off TF32 so kiln and its oracle agree to float32 precision."""
+    """Seed; keep cuDNN/cuBLAS off TF32 so kiln and its oracle agree to float32 precision; use
+    one CPU thread, since the tensors are tiny and a busy machine's thread pool can make CPU
+    LSTMs several hundred times slower."""
     torch.manual_seed(0)
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    threads = torch.get_num_threads()
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_num_threads(1)
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    torch.set_num_threads(threads)

@@ -43,6 +43,7 @@ CASES: list[tuple[Callable[[], L.Layer], Callable[[], Any]]] = [
     (lambda: L.Add(), lambda: [seq(), seq()]),
     (lambda: L.Concatenate(axis=-1), lambda: [seq(), seq()]),
     (lambda: L.Lambda(nn.Softmax(dim=1)), seq),
+    (lambda: L.RandomTranslation(0.1), img),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from kiln.train.callbacks import WarmupCosine
 from kiln.zoo import get_entry
 
 
@@ -35,6 +36,8 @@ def train_zoo_model(args: argparse.Namespace) -> int:
         f"samples from {dataset}, {epochs} epochs, batch {batch_size}"
     )
     start = time.perf_counter()
+    schedule = recipe.pop("schedule", None)
+    callbacks = [WarmupCosine()] if schedule == "cosine" else []
     model.fit(
         x,
         y,
@@ -43,6 +46,7 @@ def train_zoo_model(args: argparse.Namespace) -> int:
         validation_data=(xt, yt),
         verbose=args.verbose,
         resume=args.resume,
+        callbacks=callbacks,
     )
     seconds = time.perf_counter() - start
     logs = model.evaluate(xt, yt, verbose=0)

@@ -2,6 +2,7 @@
 
 from kiln.layers import _activations as activations
 from kiln.layers import _initializers as initializers
+from kiln.layers._augment import RandomTranslation
 from kiln.layers._base import Layer
 from kiln.layers._conv import Conv1D, Conv2D, Conv2DTranspose
 from kiln.layers._core import Activation, Dense, Dropout, Flatten, Reshape
@@ -34,6 +35,7 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "MaxPool2D",
+    "RandomTranslation",
     "Reshape",
     "SymbolicTensor",
     "activations",

@@ -10,8 +10,6 @@ from torch import nn
 
 from kiln.layers._symbolic import SymbolicTensor, symbolic_call
 
-Shape = tuple[int, ...]
-
 
 class Layer(nn.Module):
     """A Keras-style layer: a ``torch.nn.Module`` whose weights are created from the first input.
@@ -71,6 +69,9 @@ class Layer(nn.Module):
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
 
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._config.items() if k != "name")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if any(isinstance(a, SymbolicTensor) for a in _flatten(args)):
             return symbolic_call(self, args, kwargs)
@@ -93,13 +94,3 @@ def _flatten(args: Any) -> list[Any]:
     if isinstance(args, dict):
         return [x for a in args.values() for x in _flatten(a)]
     return [args]
-
-
-def check_rank(layer: nn.Module, input_shape: Shape, ranks: tuple[int, ...], layout: str) -> None:
-    """Raise a clear error when a layer gets an input of the wrong rank."""
-    if len(input_shape) not in ranks:
-        raise ValueError(
-            f"{type(layer).__name__} expects inputs of shape {layout}, "
-            f"received an input of shape {tuple(input_shape)} (rank {len(input_shape)}). "
-            "Reshape the data or add a Reshape/Flatten layer before it."
-        )

@@ -15,8 +15,9 @@ callback that needs a number every step would force a GPU sync every step. Callb
 every process; a callback that writes files should check ``trainer.is_main_process``.
 
 What a callback may touch on ``trainer``: ``model``, ``optimizer``, ``epoch``, ``step``,
-``steps_per_epoch``, ``epochs``, ``stop_training`` (set True to stop after this epoch),
-``history``, ``is_main_process``, ``verbose``. Callbacks whose decisions must survive a
+``step_in_epoch`` (steps done in this epoch), ``steps_per_epoch``, ``epochs``,
+``stop_training`` (set True to stop after this epoch), ``history``, ``is_main_process``,
+``verbose``. Callbacks whose decisions must survive a
 resume (best value so far, patience counters) implement ``state_dict``/``load_state_dict``;
 the trainer stores them in the resume checkpoint.
 """

@@ -59,8 +59,7 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         # a run resumed mid-epoch starts part-way: count from the epoch's first step
-        first = epoch * trainer.steps_per_epoch if trainer.steps_per_epoch else trainer.step
-        self._first_step = first if first <= trainer.step else trainer.step
+        self._first_step = trainer.step - trainer.step_in_epoch
         self._done, self._started = trainer.step - self._first_step, time.perf_counter()
         if self._verbose != 1:
             return

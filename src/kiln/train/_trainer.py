@@ -81,7 +81,7 @@ class Trainer:
         self.stop_training = False
         self.is_main_process = True
         self.verbose = 1
-        self._step_in_epoch = 0
+        self.step_in_epoch = 0
         # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
         # counter and the first step whose loss was not finite. Sized in _setup.
         self._sums = torch.zeros(0, 2)
@@ -134,9 +134,9 @@ class Trainer:
         self._setup(next(iter(loader.epoch(0))), targets)
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self.stop_training = False
-        self.epoch, self._step_in_epoch, self.history = 0, 0, {}
+        self.epoch, self.step_in_epoch, self.history = 0, 0, {}
         self._first_bad.zero_()
-        callbacks = self._callbacks(callbacks, verbose)
+        callbacks = self._callbacks(callbacks, verbose, batch_size)
         if resume is not None and Path(resume).exists():
             self._restore(resume, callbacks)
         for cb in callbacks:
@@ -160,13 +160,13 @@ class Trainer:
         epoch = self.epoch
         for cb in callbacks:
             cb.on_epoch_begin(self, epoch)
-        if self._step_in_epoch == 0:
+        if self.step_in_epoch == 0:
             self._sums.zero_()
         self.model.train()
-        for batch in loader.epoch(epoch, start_step=self._step_in_epoch):
+        for batch in loader.epoch(epoch, start_step=self.step_in_epoch):
             self._train_step(batch)
             self.step += 1
-            self._step_in_epoch += 1
+            self.step_in_epoch += 1
             read = self.step % self.log_every == 0
             logs_now = self._read_logs() if read else None
             for cb in callbacks:
@@ -177,7 +177,7 @@ class Trainer:
         logs = self._read_logs()
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in self._evaluate_loader(val_loader).items()})
-        self.epoch, self._step_in_epoch = epoch + 1, 0
+        self.epoch, self.step_in_epoch = epoch + 1, 0
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
         for key, value in logs.items():
@@ -209,7 +209,7 @@ class Trainer:
         values = torch.cat([self._sums.flatten(), self._first_bad.view(1)]).tolist()
         first_bad = int(values.pop())
         if first_bad:
-            batch = first_bad - (self.step - self._step_in_epoch)
+            batch = first_bad - (self.step - self.step_in_epoch)
             raise NonFiniteLossError(
                 f"The loss became NaN or infinite at step {first_bad} (epoch {self.epoch + 1}, "
                 f"batch {batch}); training stopped, and no checkpoint was written after it, so the "
@@ -316,13 +316,15 @@ class Trainer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _callbacks(self, callbacks: list[Callback] | None, verbose: int) -> list[Callback]:
+    def _callbacks(
+        self, callbacks: list[Callback] | None, verbose: int, batch_size: int
+    ) -> list[Callback]:
         callbacks = list(callbacks or [])
         if verbose:
             from kiln.train.callbacks import ProgressBar
 
             if not any(isinstance(cb, ProgressBar) for cb in callbacks):
-                callbacks.append(ProgressBar())
+                callbacks.append(ProgressBar(batch_size=batch_size))
         return callbacks
 
     # ---- resume -------------------------------------------------------------------------
@@ -340,7 +342,7 @@ class Trainer:
                 "history": self.history,
                 "epoch": self.epoch,
                 "step": self.step,
-                "step_in_epoch": self._step_in_epoch,
+                "step_in_epoch": self.step_in_epoch,
                 "sums": self._sums.cpu(),
             },
         )
@@ -355,7 +357,7 @@ class Trainer:
             cb.load_state_dict(cb_state)
         self.history = state["history"]
         self.epoch, self.step = state["epoch"], state["step"]
-        self._step_in_epoch = state["step_in_epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
         self._sums.copy_(state["sums"])
         self._step_t.fill_(self.step)
         restore_rng(state)

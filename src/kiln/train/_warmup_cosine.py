@@ -31,6 +31,8 @@ def warmup_cosine(
 class WarmupCosine(Callback):
     """Per-step schedule: linear warmup to each param group's lr, then cosine decay to ``min_lr``.
 
+    ``WarmupCosine()`` is plain cosine decay over the whole run.
+
     The peak of each group is its lr when training starts (the optimizer's configured lr), so
     groups keep their ratios; ``min_lr`` is shared, as in torch's ``CosineAnnealingLR``. See
     :func:`warmup_cosine` for the formula. ``total_steps`` defaults to
@@ -38,7 +40,7 @@ class WarmupCosine(Callback):
     logs as ``lr``.
     """
 
-    def __init__(self, warmup_steps: int, total_steps: int | None = None, min_lr: float = 0.0):
+    def __init__(self, warmup_steps: int = 0, total_steps: int | None = None, min_lr: float = 0.0):
         if warmup_steps < 0 or min_lr < 0:
             raise ValueError(
                 "WarmupCosine needs warmup_steps >= 0 and min_lr >= 0, received "

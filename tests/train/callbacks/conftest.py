@@ -48,6 +48,10 @@ class FakeTrainer:
     verbose: int = 1
     lrs_seen: list[list[float]] = field(default_factory=list)  # lr of each group, each step
 
+    @property
+    def step_in_epoch(self) -> int:
+        return self.step - self.epoch * self.steps_per_epoch
+
     def __post_init__(self) -> None:
         if self.optimizer is None:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
