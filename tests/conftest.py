@@ -1,4 +1,4 @@
-"""Shared fixtures: a `device` parameter (CPU, plus CUDA when present), offline, seeded."""
+"""Shared fixtures: a `device` parameter (CPU, plus CUDA when present), offline, seeded, one thread."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import pytest
 import torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# One CPU thread per test process: pytest-xdist runs one process per core, and torch's thread
+# pools fighting over the cores make small CPU ops hundreds of times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(params=DEVICES)

@@ -61,8 +61,13 @@ def module_spec(module: nn.Module) -> dict[str, Any] | None:
     path = import_path(cls)
     if path is None:
         return None
-    params = list(inspect.signature(cls.__init__).parameters)[1:]
-    config = {p: getattr(module, p) for p in params if is_json(getattr(module, p, _MISSING))}
+    config = {}
+    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        value = getattr(module, name, _MISSING)
+        if isinstance(param.default, bool) and isinstance(value, (torch.Tensor, type(None))):
+            value = value is not None  # e.g. Linear's bias=False leaves a None bias attribute
+        if value is not _MISSING and is_json(value):
+            config[name] = value
     try:
         with torch.device("meta"):  # rebuilding only to compare reprs: allocate nothing
             rebuilt = cls(**config)

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from kiln._version import __version__
+from kiln.layers._serialization import is_json
 
 FORMAT = "kiln.model/1"
 
@@ -23,7 +24,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
 
     header = {"format": FORMAT, "kiln_version": __version__, "model": module_config(model)}
     compile_args = getattr(model, "_compile_args", None)
-    if compile_args and _is_plain(compile_args):
+    if compile_args and is_json(compile_args):
         header["compile"] = compile_args
     _atomic_save(_tensors(model), {"kiln": json.dumps(header)}, Path(path))
 
@@ -108,13 +109,3 @@ def _read_header(path: Path, need_model: bool = True) -> dict[str, Any]:
             f"{path} holds weights only (save_weights); load them with load_weights()."
         )
     return header
-
-
-def _is_plain(value: Any) -> bool:
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
