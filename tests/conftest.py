@@ -1,4 +1,4 @@
-"""Shared fixtures: a `device` parameter (CPU, plus CUDA when present), offline, seeded, one thread."""
+"""Shared fixtures: a `device` parameter (CPU, plus CUDA when present), offline, seeded."""
 
 from __future__ import annotations
 
