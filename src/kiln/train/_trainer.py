@@ -19,6 +19,14 @@ from torch.utils._pytree import tree_map
 from kiln.data import make_loader
 from kiln.train._callback import Callback, Logs
 from kiln.train._data import assemble, split_tail
+from kiln.train._fast_path import (
+    tensor_lrs,
+    to_channels_last,
+    use_channels_last,
+    use_compile,
+    use_cuda_graphs,
+)
+from kiln.train._graphed import CudaGraphStep
 from kiln.train._objective import Objective
 from kiln.train._optimizers import make_optimizer
 from kiln.train._resume import load_state, restore_rng, save_state
@@ -51,6 +59,9 @@ class Trainer:
     Options: ``device`` (default: CUDA when available), ``precision`` ("auto": bf16 autocast
     on GPUs that support it, else fp32; or "fp32", "bf16", "fp16" with loss scaling), ``lr``,
     ``log_every`` (steps between metric reads), ``seed`` (data order), and optimizer options.
+    On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss),
+    ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
+    ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
     """
 
     def __init__(
@@ -66,11 +77,20 @@ class Trainer:
         precision: str = "auto",
         log_every: int = 50,
         seed: int = 0,
+        compile: bool | str = "auto",
+        cuda_graphs: bool | str = "auto",
+        channels_last: bool | str = "auto",
         **optimizer_options: Any,
     ) -> None:
         self.model = model
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = _resolve_precision(precision, self.device)
+        self._fast_options = {"compile": compile, "cuda_graphs": cuda_graphs,
+                              "channels_last": channels_last}  # fmt: skip
+        self.channels_last = False
+        self._step_fn: Any = None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
         self._optimizer_spec = (optimizer, lr, optimizer_options)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -187,18 +207,29 @@ class Trainer:
         return logs
 
     def _train_step(self, batch: tuple[Any, ...]) -> None:
-        x, y, w = _split_batch(batch)
+        self._step_fn(*_split_batch(batch))
+
+    def _forward_loss(self, x: Any, y: Any, w: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The compiled part: forward, loss and metric sums (what Inductor can fuse)."""
+        if self.channels_last:
+            x = tree_map(to_channels_last, x)
         with self._autocast():
             out = _call(self.model, x)
-        loss, stats = self.objective(out, y, w)  # type: ignore[misc]
+        return self.objective(out, y, w)  # type: ignore[misc]
+
+    def _step(self, x: Any, y: Any, w: Tensor | None) -> None:
+        """One optimizer step; every effect stays on the device (CUDA-graph safe)."""
+        loss, stats = self._forward_loss_fn(x, y, w)
+        optimizer = self.optimizer
+        assert optimizer is not None
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)  # type: ignore[arg-type]
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            self.optimizer.step()  # type: ignore[union-attr]
-        self.optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         self._sums += stats
         self._step_t += 1
         bad = (self._first_bad == 0) & ~torch.isfinite(loss.detach())
@@ -291,6 +322,11 @@ class Trainer:
             return
         if self.optimizer is None:
             optimizer, lr, options = self._optimizer_spec
+            self.channels_last = use_channels_last(
+                self._fast_options["channels_last"], self.model, self.device
+            )
+            if self.channels_last:
+                self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
         was_training = self.model.training
         self.model.eval()
@@ -305,6 +341,22 @@ class Trainer:
             self._sums = torch.zeros(len(self.objective.names), 2, device=self.device)
             self._step_t = torch.zeros((), device=self.device)
             self._first_bad = torch.zeros((), device=self.device)
+        if self._step_fn is None:
+            self._step_fn = self._make_step()
+
+    def _make_step(self) -> Any:
+        """Pick the step: compiled or not, captured in CUDA graphs or not."""
+        assert self.optimizer is not None
+        options = self._fast_options
+        compiled = use_compile(options["compile"], self.device)
+        self._forward_loss_fn = (
+            torch.compile(self._forward_loss) if compiled else self._forward_loss
+        )
+        if not use_cuda_graphs(options["cuda_graphs"], self.device, self.precision, self.optimizer):
+            return self._step
+        tensor_lrs(self.optimizer, self.device)
+        optimizer = self.optimizer
+        return CudaGraphStep(self._step, lambda: optimizer.zero_grad(set_to_none=True))
 
     def _require_objective(self, what: str) -> None:
         if self.objective is None:
@@ -351,6 +403,8 @@ class Trainer:
         state = load_state(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+        if isinstance(self._step_fn, CudaGraphStep):
+            tensor_lrs(self.optimizer, self.device)  # type: ignore[arg-type]
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):

@@ -1,0 +1,78 @@
+"""What ``fit`` turns on by itself on a GPU, and when each choice is safe.
+
+Each option is "auto" (decided here), True (required: an error says why it can't be) or False.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+_GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def use_channels_last(option: bool | str, model: nn.Module, device: torch.device) -> bool:
+    """channels_last pays on GPUs for models with 2-D convolutions (4-D weights)."""
+    if option != "auto":
+        return bool(option)
+    return device.type == "cuda" and any(p.dim() == 4 for p in model.parameters())
+
+
+def use_compile(option: bool | str, device: torch.device) -> bool:
+    """torch.compile the forward and loss on GPUs; on CPUs compiling costs more than it saves."""
+    use = device.type == "cuda" if option == "auto" else bool(option)
+    if use:
+        enable_compile_cache()
+    return use
+
+
+def use_cuda_graphs(
+    option: bool | str, device: torch.device, precision: str, optimizer: torch.optim.Optimizer
+) -> bool:
+    """Capture the whole step when nothing in it needs the host (see ``CudaGraphStep``)."""
+    if option is False:
+        return False
+    reason = _graph_blocker(device, precision, optimizer)
+    if reason and option is True:
+        raise ValueError(f"cuda_graphs=True cannot work here: {reason}. Pass cuda_graphs='auto'.")
+    return reason is None
+
+
+def _graph_blocker(
+    device: torch.device, precision: str, optimizer: torch.optim.Optimizer
+) -> str | None:
+    if device.type != "cuda":
+        return f"the device is {device}, not a CUDA GPU"
+    if precision == "fp16":
+        return "fp16 loss scaling reads the overflow flag on the host every step"
+    fused = all(group.get("fused") for group in optimizer.param_groups)
+    if not (isinstance(optimizer, _GRAPH_SAFE_OPTIMIZERS) and fused):
+        return (
+            f"the optimizer ({type(optimizer).__name__}) is not a fused Adam/AdamW, the ones whose "
+            "learning rate can live on the device (a captured float would freeze schedules)"
+        )
+    return None
+
+
+def tensor_lrs(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Keep each group's lr in a device tensor, so schedules change it inside CUDA graphs."""
+    for group in optimizer.param_groups:
+        lr = group["lr"]
+        value = float(lr) if isinstance(lr, torch.Tensor) else lr
+        group["lr"] = torch.tensor(value, dtype=torch.float32, device=device)
+
+
+def to_channels_last(x: Any) -> Any:
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def enable_compile_cache() -> None:
+    """Keep Inductor's compiled kernels in ~/.cache/kiln, so a second run starts fast."""
+    default = Path.home() / ".cache" / "kiln" / "torchinductor"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default))

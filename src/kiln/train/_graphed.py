@@ -1,0 +1,63 @@
+"""A training step captured in CUDA graphs: one graph per batch shape, replayed after warm-up.
+
+Small models are launch-bound: Python and kernel launches, not arithmetic, set their speed.
+Capturing the whole step (forward, loss, backward, optimizer, metric sums) in one CUDA graph
+turns hundreds of launches into one. The step must be static: it reads its inputs from fixed
+buffers, keeps all state in place (optimizer state, a tensor learning rate, on-device sums)
+and never syncs with the host. Each batch shape (the full batches, the last partial one) gets
+its own graph, sharing one memory pool; the first ``warmup`` steps of each shape run eagerly
+on a side stream, as graph capture requires, and count as ordinary training steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+Step = Callable[..., None]
+
+
+class CudaGraphStep:
+    def __init__(self, step: Step, zero_grad: Callable[[], None], warmup: int = 3) -> None:
+        self.step = step
+        self.zero_grad = zero_grad
+        self.warmup = warmup
+        self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[torch.Tensor]]] = {}
+        self._eager_runs: dict[tuple[Any, ...], int] = {}
+        self._pool: Any = None
+        self._stream = torch.cuda.Stream()
+
+    def __call__(self, *batch: Any) -> None:
+        leaves, spec = tree_flatten(batch)
+        key = tuple((t.shape, t.dtype) if isinstance(t, torch.Tensor) else t for t in leaves)
+        if key in self._graphs:
+            graph, static = self._graphs[key]
+            for buffer, value in zip(static, leaves, strict=True):
+                if isinstance(buffer, torch.Tensor):
+                    buffer.copy_(value, non_blocking=True)
+            graph.replay()
+        elif self._eager_runs.get(key, 0) < self.warmup:
+            self._eager_runs[key] = self._eager_runs.get(key, 0) + 1
+            self._on_side_stream(lambda: self.step(*batch))
+        else:
+            self._capture(key, leaves, spec)
+
+    def _capture(self, key: tuple[Any, ...], leaves: list[Any], spec: Any) -> None:
+        static = [t.clone() if isinstance(t, torch.Tensor) else t for t in leaves]
+        graph = torch.cuda.CUDAGraph()
+        self.zero_grad()  # gradients are allocated inside the graph, in its pool
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph, pool=self._pool):
+            self.step(*tree_unflatten(static, spec))
+        self._pool = graph.pool()
+        self._graphs[key] = (graph, static)
+        graph.replay()  # capture records without running: now run this batch
+
+    def _on_side_stream(self, fn: Callable[[], None]) -> None:
+        self._stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._stream):
+            fn()
+        torch.cuda.current_stream().wait_stream(self._stream)

@@ -1,0 +1,120 @@
+"""The GPU fast path (compile, CUDA graphs, channels_last, mixed precision) against eager fp32."""
+
+import pytest
+import torch
+from torch import nn
+
+import kiln
+from kiln import callbacks as C
+from kiln import layers as L
+from kiln.train import Trainer
+from kiln.train._graphed import CudaGraphStep
+
+gpu = pytest.mark.gpu
+
+
+def _convnet():
+    torch.manual_seed(0)
+    return kiln.Sequential(
+        [kiln.Input((1, 12, 12)), L.Conv2D(4, 3, activation="relu"), L.Flatten()],
+        [L.Dropout(0.1), L.Dense(5)],
+    )
+
+
+def _train(steps_kw, **compile_kw):
+    model = _convnet()
+    model.compile(
+        optimizer="adam",
+        loss="cross_entropy",
+        metrics=["accuracy"],
+        device="cuda",
+        precision="fp32",
+        **compile_kw,
+    )
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(100, 1, 12, 12, generator=g), torch.randint(0, 5, (100,), generator=g)
+    torch.manual_seed(2)
+    history = model.fit(x, y, batch_size=16, verbose=0, **steps_kw)  # 100 = 6 x 16 + 4
+    return model, history
+
+
+@gpu
+def test_cuda_graph_step_equals_eager_step_with_a_schedule():
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    kw = {"epochs": 3, "callbacks": [C.WarmupCosine(warmup_steps=4)]}
+    eager, h_eager = _train(kw, compile=False, cuda_graphs=False, channels_last=False)
+    kw = {"epochs": 3, "callbacks": [C.WarmupCosine(warmup_steps=4)]}
+    graphed, h_graphed = _train(kw, compile=False, cuda_graphs=True, channels_last=False)
+    assert isinstance(graphed._trainer._step_fn, CudaGraphStep)
+    assert len(graphed._trainer._step_fn._graphs) == 2  # full batches and the last, short one
+    for a, b in zip(eager.state_dict().values(), graphed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert h_eager.history["loss"] == pytest.approx(h_graphed.history["loss"], rel=1e-5)
+
+
+@gpu
+def test_defaults_compile_capture_and_use_channels_last():
+    model, history = _train({"epochs": 2})
+    trainer = model._trainer
+    assert trainer.precision == "bf16" and trainer.channels_last
+    assert isinstance(trainer._step_fn, CudaGraphStep)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+@gpu
+def test_sgd_falls_back_to_compile_without_graphs_and_true_explains():
+    model = _convnet()
+    model.compile(optimizer="sgd", loss="cross_entropy", device="cuda")
+    model.fit(torch.randn(32, 1, 12, 12), torch.randint(0, 5, (32,)), verbose=0)
+    assert not isinstance(model._trainer._step_fn, CudaGraphStep)
+    model = _convnet()
+    model.compile(optimizer="sgd", loss="cross_entropy", device="cuda", cuda_graphs=True)
+    with pytest.raises(ValueError, match="not a fused Adam"):
+        model.fit(torch.randn(32, 1, 12, 12), torch.randint(0, 5, (32,)), verbose=0)
+
+
+@gpu
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_matches_fp32_accuracy(precision):
+    (x, y), (xt, yt) = kiln.datasets.mnist()
+    accuracy = {}
+    for p in ("fp32", precision):
+        torch.manual_seed(0)
+        model = kiln.zoo.create_model("lenet5")
+        model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], precision=p)
+        model.fit(x, y, epochs=40, batch_size=64, verbose=0, callbacks=[C.WarmupCosine()])
+        accuracy[p] = model.evaluate(xt, yt, verbose=0)["accuracy"]
+    assert abs(accuracy[precision] - accuracy["fp32"]) <= 0.003, accuracy
+
+
+@gpu
+def test_fp16_gradients_underflow_without_loss_scaling_and_survive_with_it():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 64).cuda()
+    x = torch.randn(32, 64, device="cuda")
+
+    def grad(scale):
+        layer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = layer(x).float().pow(2).mean() * 1e-9  # tiny loss, as late in training
+        (loss * scale).backward()
+        return layer.weight.grad.float() / scale
+
+    reference = torch.autograd.grad(layer(x).pow(2).mean() * 1e-9, layer.weight)[0]
+    unscaled, scaled = grad(1.0), grad(2.0**16)
+    assert (unscaled == 0).float().mean() > 0.9  # fp16 flushed them to zero
+    assert (scaled == 0).float().mean() < 0.01
+    torch.testing.assert_close(scaled, reference, rtol=0.05, atol=1e-12)
+    # kiln's fp16 path scales the loss: a model trained on that tiny loss still moves
+    model = kiln.Sequential([kiln.Input((64,)), L.Dense(64)])
+    model.to("cuda")
+    start = model[0].weight.detach().clone()
+
+    def tiny(out, target):
+        return (out - target).float().pow(2).mean() * 1e-9
+
+    trainer = Trainer(model, "sgd", tiny, lr=1e6, device="cuda", precision="fp16")
+    trainer.fit(x, torch.zeros(32, 64, device="cuda"), epochs=1, batch_size=32, verbose=0)
+    assert trainer.scaler is not None
+    assert (model[0].weight.detach() != start).float().mean() > 0.99
