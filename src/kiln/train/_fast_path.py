@@ -58,12 +58,14 @@ def _graph_blocker(
     return None
 
 
-def tensor_lrs(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Keep each group's lr in a device tensor, so schedules change it inside CUDA graphs."""
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Mark the optimizer graph-safe and keep each group's lr in a device tensor, so that
+    schedules still change it when the step is a replayed CUDA graph."""
     for group in optimizer.param_groups:
         lr = group["lr"]
         value = float(lr) if isinstance(lr, torch.Tensor) else lr
         group["lr"] = torch.tensor(value, dtype=torch.float32, device=device)
+        group["capturable"] = True
 
 
 def to_channels_last(x: Any) -> Any:

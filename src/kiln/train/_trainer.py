@@ -20,7 +20,7 @@ from kiln.data import make_loader
 from kiln.train._callback import Callback, Logs
 from kiln.train._data import assemble, split_tail
 from kiln.train._fast_path import (
-    tensor_lrs,
+    make_capturable,
     to_channels_last,
     use_channels_last,
     use_compile,
@@ -354,7 +354,7 @@ class Trainer:
         )
         if not use_cuda_graphs(options["cuda_graphs"], self.device, self.precision, self.optimizer):
             return self._step
-        tensor_lrs(self.optimizer, self.device)
+        make_capturable(self.optimizer, self.device)
         optimizer = self.optimizer
         return CudaGraphStep(self._step, lambda: optimizer.zero_grad(set_to_none=True))
 
@@ -404,7 +404,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
         if isinstance(self._step_fn, CudaGraphStep):
-            tensor_lrs(self.optimizer, self.device)  # type: ignore[arg-type]
+            make_capturable(self.optimizer, self.device)  # type: ignore[arg-type]
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
