@@ -1,7 +1,9 @@
+import dataclasses
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import kiln
 from kiln.cli import main
@@ -28,6 +30,27 @@ def test_train_zoo_model_saves_a_working_model(tmp_path, monkeypatch):
     assert main(["train", "lenet5", "--epochs", "1", "--output", str(out), "--verbose", "0"]) == 0
     model = kiln.load_model(out)
     assert model(xt[:4]).shape == (4, 10)
+
+
+def test_train_resnet_on_synthetic_images_at_a_small_size(tmp_path, capsys):
+    out = tmp_path / "r18.kiln"
+    args = ["train", "resnet18", "--synthetic", "--samples", "64", "--epochs", "1"]
+    args += ["--batch-size", "16", "--image-size", "32", "--output", str(out), "--verbose", "0"]
+    assert main(args) == 0
+    assert "64 training and 12 test samples from synthetic (3, 32, 32)" in capsys.readouterr().out
+    model = kiln.load_model(out)
+    assert model.input_specs[0].shape == (3, 32, 32)
+    assert model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 1000)
+
+
+def test_image_size_needs_a_builder_that_takes_it(monkeypatch):
+    from kiln.zoo import _registry
+
+    entry = _registry.get_entry("lenet5")
+    fixed = dataclasses.replace(entry, build=lambda num_classes=10: entry.build())
+    monkeypatch.setitem(_registry._REGISTRY, "lenet5", fixed)
+    with pytest.raises(SystemExit, match="fixed input size"):
+        main(["train", "lenet5", "--image-size", "32"])
 
 
 def test_train_script_passes_arguments(tmp_path):

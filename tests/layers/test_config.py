@@ -44,6 +44,9 @@ CASES: list[tuple[Callable[[], L.Layer], Callable[[], Any]]] = [
     (lambda: L.Concatenate(axis=-1), lambda: [seq(), seq()]),
     (lambda: L.Lambda(nn.Softmax(dim=1)), seq),
     (lambda: L.RandomTranslation(0.1), img),
+    (lambda: L.RandomFlip("vertical"), img),
+    (lambda: L.RandomCrop(6, 5, padding=(1, 2)), img),
+    (lambda: L.Normalization([0.5, 1, 2, 3], std=torch.tensor(2.0)), img),
 ]
 
 

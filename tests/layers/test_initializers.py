@@ -43,6 +43,13 @@ def test_variance_scaling_matches_keras(
         assert w.abs().max() <= 2 * std / 0.87962566103423978 + 1e-6
 
 
+def test_kaiming_normal_fan_out_is_torchvisions_resnet_init() -> None:
+    w = _filled("kaiming_normal_fan_out", (256, 64, 3, 3))
+    std = math.sqrt(2 / (256 * 9))  # nn.init.kaiming_normal_(w, mode="fan_out"): untruncated
+    assert abs(w.std().item() / std - 1) < 0.02
+    assert w.abs().max() > 3.5 * std
+
+
 def test_constant_orthogonal_and_keras_random_defaults() -> None:
     assert torch.equal(_filled("zeros", (3, 4)), torch.zeros(3, 4))
     assert torch.equal(_filled("ones", (5,)), torch.ones(5))

@@ -107,3 +107,44 @@ def test_layernorm_errors() -> None:
     layer(torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"sizes \(4,\).*\(2, 5\)"):
         layer(torch.zeros(2, 5))
+
+
+def test_normalization_standardizes_each_channel(device: torch.device) -> None:
+    mean, var = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([4.0, 0.25, 1.0])
+    x = torch.randn(2, 3, 5, 4, device=device)
+    expected = (x - mean.to(device).view(1, 3, 1, 1)) / var.to(device).view(1, 3, 1, 1).sqrt()
+    assert_close(L.Normalization(mean.tolist(), var.tolist())(x), expected)
+    assert_close(L.Normalization(mean, std=var.sqrt())(x), expected)
+    rows = torch.randn(6, 4, device=device)  # a scalar broadcasts; axis=-1 for (batch, features)
+    assert_close(L.Normalization(1.0, 4.0, axis=-1)(rows), (rows - 1) / 2)
+    images = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8, device=device)
+    assert_close(L.Normalization(127.5, std=127.5)(images), images.float() / 127.5 - 1)
+
+
+def test_normalization_adapt_gives_the_datas_mean_and_variance() -> None:
+    x = torch.randn(300, 3, 6, 6) * torch.tensor([1.0, 3.0, 0.5]).view(1, 3, 1, 1) + 7
+    layer = L.Normalization()
+    layer.adapt(x, batch_size=64)  # in batches: the streaming sums agree with the whole
+    per_channel = x.transpose(0, 1).reshape(3, -1)
+    assert_close(layer.mean, per_channel.mean(1))
+    assert_close(layer.variance, per_channel.var(1, correction=0))
+    out = layer(x).transpose(0, 1).reshape(3, -1)
+    assert_close(out.mean(1), torch.zeros(3), atol=1e-4, rtol=0)
+    assert_close(out.std(1, correction=0), torch.ones(3))
+    loader = torch.utils.data.DataLoader(x, batch_size=100)
+    other = L.Normalization()
+    other.adapt(loader)
+    assert_close(other.mean, layer.mean)
+
+
+def test_normalization_errors() -> None:
+    with pytest.raises(ValueError, match=r"Received: mean=1.0, variance=None, std=None"):
+        L.Normalization(1.0)
+    with pytest.raises(ValueError, match="Received: mean=0, variance=1, std=1"):
+        L.Normalization(0, 1, std=1)
+    with pytest.raises(ValueError, match=r"2 mean values.*3 features on axis 1"):
+        L.Normalization([0, 0], [1, 1])(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="would overwrite"):
+        L.Normalization(0, 1).adapt(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="no samples"):
+        L.Normalization().adapt([])

@@ -56,6 +56,18 @@ def test_valid_pooling_matches_torch(
     assert_same(L.AvgPool2D(pool, stride), nn.AvgPool2d(pool, stride), x)
 
 
+@pytest.mark.parametrize(
+    ("pool", "stride", "pad"), [(3, 2, 1), (3, 1, (1, 0)), ((2, 4), 2, (1, 2))]
+)
+def test_explicit_padding_matches_torch(
+    pool: int | tuple, stride: int, pad: int | tuple, device: torch.device
+) -> None:
+    x = torch.randn(2, 3, 9, 8, device=device)
+    assert_same(L.MaxPool2D(pool, stride, padding=pad), nn.MaxPool2d(pool, stride, pad), x)
+    avg = nn.AvgPool2d(pool, stride, pad, count_include_pad=False)
+    assert_same(L.AvgPool2D(pool, stride, padding=pad), avg, x)
+
+
 def test_global_avg_pool(device: torch.device) -> None:
     x = torch.randn(2, 3, 5, 4, device=device)
     assert_same(L.GlobalAvgPool2D(), lambda t: t.mean((2, 3)), x)
@@ -65,6 +77,8 @@ def test_global_avg_pool(device: torch.device) -> None:
 def test_pooling_errors() -> None:
     with pytest.raises(ValueError, match=re.escape("Received: padding='full'")):
         L.MaxPool2D(padding="full")
+    with pytest.raises(ValueError, match=re.escape("Received: padding=2, pool_size=3")):
+        L.MaxPool2D(3, padding=2)
     with pytest.raises(ValueError, match=re.escape("Received: pool_size=0")):
         L.AvgPool2D(0)
     with pytest.raises(

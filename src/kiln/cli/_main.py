@@ -38,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     train.add_argument("--dataset", help="a kiln.datasets name, e.g. fashion_mnist")
     train.add_argument("--data", help="folder with the dataset's files (e.g. MNIST IDX files)")
+    train.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="train on kiln.datasets.synthetic_images of the model's input shape (the default "
+        "for zoo models whose dataset is 'synthetic', such as the ResNets)",
+    )
+    train.add_argument(
+        "--samples",
+        type=int,
+        help="training samples: the synthetic set's size (test: a fifth of it), or the first N "
+        "of a real dataset",
+    )
+    train.add_argument("--image-size", type=int, help="build the model for NxN images")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     train.add_argument("--output", help="where to save the trained model (default: NAME.kiln)")
     train.add_argument("--resume", help="training-state file: continue from it if it exists")

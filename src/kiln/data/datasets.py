@@ -7,6 +7,7 @@ from kiln.data._datasets import FASHION_MNIST_CLASSES, MNIST_CLASSES, fashion_mn
 from kiln.data._download import DownloadError
 from kiln.data._idx import IdxFormatError, read_idx
 from kiln.data._idx_source import DatasetNotFoundError
+from kiln.data._synthetic import synthetic_images
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -17,4 +18,5 @@ __all__ = [
     "fashion_mnist",
     "mnist",
     "read_idx",
+    "synthetic_images",
 ]

@@ -2,14 +2,14 @@
 
 from kiln.layers import _activations as activations
 from kiln.layers import _initializers as initializers
-from kiln.layers._augment import RandomTranslation
+from kiln.layers._augment import RandomCrop, RandomFlip, RandomTranslation
 from kiln.layers._base import Layer
 from kiln.layers._conv import Conv1D, Conv2D, Conv2DTranspose
 from kiln.layers._core import Activation, Dense, Dropout, Flatten, Reshape
 from kiln.layers._embedding import Embedding
 from kiln.layers._lambda import Lambda
 from kiln.layers._merge import Add, Concatenate
-from kiln.layers._normalization import BatchNorm, LayerNorm
+from kiln.layers._normalization import BatchNorm, LayerNorm, Normalization
 from kiln.layers._pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from kiln.layers._recurrent import GRU, LSTM
 from kiln.layers._symbolic import Input, SymbolicTensor
@@ -35,6 +35,9 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "MaxPool2D",
+    "Normalization",
+    "RandomCrop",
+    "RandomFlip",
     "RandomTranslation",
     "Reshape",
     "SymbolicTensor",

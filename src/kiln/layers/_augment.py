@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kiln.layers._base import Layer
-from kiln.layers._validate import expect_rank
+from kiln.layers._validate import choice, expect_rank, int_tuple, positive_int
 
 
 class RandomTranslation(Layer):
@@ -51,4 +51,68 @@ class RandomTranslation(Layer):
         cols = torch.arange(w, device=x.device) + dx_max - dx  # (n, w)
         batch = torch.arange(n, device=x.device)[:, None, None, None]
         channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class RandomFlip(Layer):
+    """Flip each image left-right and/or upside down with probability 1/2, per sample.
+
+    ``mode`` is Keras's: "horizontal" (mirror the width axis), "vertical" (the height axis) or
+    "horizontal_and_vertical" (each axis flipped independently). Inputs are
+    ``(batch, channels, H, W)``; one ``where`` per flipped axis, no host sync.
+    """
+
+    def __init__(self, mode: str = "horizontal_and_vertical", name: str | None = None) -> None:
+        super().__init__(name=name)
+        modes = ("horizontal", "vertical", "horizontal_and_vertical")
+        self.mode = choice("RandomFlip", "mode", mode, modes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        expect_rank(self, x.shape, (4,), "(batch, channels, height, width)")
+        if not self.training:
+            return x
+        dims = {"horizontal": (-1,), "vertical": (-2,)}.get(self.mode, (-1, -2))
+        for dim in dims:
+            flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(flip, x.flip(dim), x)
+        return x
+
+
+class RandomCrop(Layer):
+    """Crop each image to ``(height, width)`` at a random place in training, the center in
+    inference (as Keras).
+
+    ``padding`` (an int, or (rows, columns)) adds zeros on every side before the training crop,
+    as torchvision's ``RandomCrop(32, padding=4)`` for CIFAR; inference crops the center of the
+    unpadded image, so with ``height, width`` equal to the image size it is the identity.
+    Inputs are ``(batch, channels, H, W)``; training is one gather on the device.
+    """
+
+    def __init__(
+        self, height: int, width: int, padding: int | tuple[int, int] = 0, name: str | None = None
+    ) -> None:
+        super().__init__(name=name)
+        self.height = positive_int("RandomCrop", "height", height)
+        self.width = positive_int("RandomCrop", "width", width)
+        self.padding = int_tuple("RandomCrop", "padding", padding, 2, minimum=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        expect_rank(self, x.shape, (4,), "(batch, channels, height, width)")
+        n, c, h, w = x.shape
+        pad_h, pad_w = (0, 0) if not self.training else self.padding
+        if h + 2 * pad_h < self.height or w + 2 * pad_w < self.width:
+            raise ValueError(
+                f"RandomCrop expects images (plus padding={list(self.padding)} in training) at "
+                f"least {self.height}x{self.width}, received an input of shape {tuple(x.shape)}."
+            )
+        if not self.training:
+            y0, x0 = (h - self.height) // 2, (w - self.width) // 2
+            return x[:, :, y0 : y0 + self.height, x0 : x0 + self.width]
+        padded = F.pad(x, (pad_w, pad_w, pad_h, pad_h))
+        top = torch.randint(0, h + 2 * pad_h - self.height + 1, (n, 1), device=x.device)
+        left = torch.randint(0, w + 2 * pad_w - self.width + 1, (n, 1), device=x.device)
+        rows = torch.arange(self.height, device=x.device) + top  # (n, height)
+        cols = torch.arange(self.width, device=x.device) + left  # (n, width)
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        channels = torch.arange(c, device=x.device)[None, :, None, None]
         return padded[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]

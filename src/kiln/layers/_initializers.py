@@ -4,6 +4,7 @@ Fans follow PyTorch's weight layout, ``(out, in, *kernel)``: fan_in = in * prod(
 = out * prod(kernel); a 1-D tensor (a bias) has fan_in = fan_out = its length, as in Keras. The
 variance-scaling family matches Keras: ``*_uniform`` draw from U(-limit, limit), ``*_normal``
 from a normal truncated at two standard deviations, rescaled to the target variance.
+``"kaiming_normal_fan_out"`` is torchvision's ResNet convolution init, untruncated.
 
 ``"torch"`` means "what PyTorch does for this layer type" (e.g. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
 for nn.Linear and nn.Conv2d weights and biases); each layer supplies that default. A custom
@@ -42,6 +43,8 @@ def variance_scaling(tensor: Tensor, scale: float, mode: str, distribution: str)
     if distribution == "uniform":
         limit = math.sqrt(3 * variance)
         nn.init.uniform_(tensor, -limit, limit)
+    elif distribution == "untruncated_normal":
+        nn.init.normal_(tensor, 0.0, math.sqrt(variance))
     else:
         std = math.sqrt(variance) / _TRUNCATED_STD
         nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std)
@@ -71,6 +74,12 @@ def lecun_normal(tensor: Tensor) -> None:
     variance_scaling(tensor, 1.0, "fan_in", "normal")
 
 
+def kaiming_normal_fan_out(tensor: Tensor) -> None:
+    """N(0, 2 / fan_out), untruncated: ``nn.init.kaiming_normal_(t, mode="fan_out",
+    nonlinearity="relu")``, as torchvision initializes ResNet convolutions."""
+    variance_scaling(tensor, 2.0, "fan_out", "untruncated_normal")
+
+
 def uniform(tensor: Tensor) -> None:
     """Keras's RandomUniform default, U(-0.05, 0.05)."""
     nn.init.uniform_(tensor, -0.05, 0.05)
@@ -94,6 +103,7 @@ _REGISTRY: dict[str, Initializer] = {
     "he_normal": he_normal,
     "lecun_uniform": lecun_uniform,
     "lecun_normal": lecun_normal,
+    "kaiming_normal_fan_out": kaiming_normal_fan_out,
     "zeros": nn.init.zeros_,
     "ones": nn.init.ones_,
     "orthogonal": nn.init.orthogonal_,

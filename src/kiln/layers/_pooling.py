@@ -7,7 +7,7 @@ from torch import Tensor
 
 from kiln.layers import _padding as padding_
 from kiln.layers._base import Layer
-from kiln.layers._validate import CHANNEL_HINT, choice, expect_rank, int_tuple
+from kiln.layers._validate import CHANNEL_HINT, expect_rank, int_tuple
 
 _LAYOUT = "(batch, channels, height, width)"
 
@@ -17,7 +17,7 @@ class _Pool2D(Layer):
         self,
         pool_size: int | tuple[int, int] = 2,
         strides: int | tuple[int, int] | None = None,
-        padding: str = "valid",
+        padding: padding_.PaddingLike = "valid",
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -26,7 +26,15 @@ class _Pool2D(Layer):
         self.strides = (
             self.pool_size if strides is None else int_tuple(owner, "strides", strides, 2)
         )
-        self.padding = choice(owner, "padding", padding, ("valid", "same"))
+        self.padding = padding_.normalize(owner, padding, 2, ("valid", "same"))
+        if isinstance(self.padding, tuple) and any(
+            2 * p > k for p, k in zip(self.padding, self.pool_size)
+        ):
+            raise ValueError(
+                f"{owner} expects explicit padding of at most half the pool size, so that every "
+                f"window holds a real cell. Received: padding={padding!r}, "
+                f"pool_size={pool_size!r}"
+            )
 
     def _pads(self, x: Tensor) -> list[tuple[int, int]]:
         _check(self, x)
@@ -36,7 +44,9 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Max over ``pool_size`` windows; ``strides`` default to ``pool_size``.
 
-    "same" pads as TensorFlow (output ceil(size / stride)); padded cells never win the max.
+    "same" pads as TensorFlow (output ceil(size / stride)); an int or two ints pad both sides
+    as nn.MaxPool2d's ``padding`` (e.g. ResNet's ``MaxPool2D(3, 2, padding=1)``). Padded cells
+    never win the max.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -47,7 +57,9 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Mean over ``pool_size`` windows; ``strides`` default to ``pool_size``.
 
-    "same" pads as TensorFlow and, like it, averages only the real (unpadded) cells of a window.
+    "same" pads as TensorFlow, ints pad both sides (nn.AvgPool2d's ``padding``); either way
+    only the real (unpadded) cells of a window are averaged, as TensorFlow does
+    (``count_include_pad=False``).
     """
 
     def forward(self, x: Tensor) -> Tensor:
