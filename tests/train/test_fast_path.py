@@ -106,7 +106,8 @@ def test_fp16_gradients_underflow_without_loss_scaling_and_survive_with_it():
     unscaled, scaled = grad(1.0), grad(2.0**16)
     assert (unscaled == 0).float().mean() > 0.9  # fp16 flushed them to zero
     assert (scaled == 0).float().mean() < 0.01
-    torch.testing.assert_close(scaled, reference, rtol=0.05, atol=1e-12)
+    atol = 1e-2 * reference.abs().max().item()  # fp16 keeps ~3 digits of the largest
+    torch.testing.assert_close(scaled, reference, rtol=0.05, atol=atol)
     # kiln's fp16 path scales the loss: a model trained on that tiny loss still moves
     model = kiln.Sequential([kiln.Input((64,)), L.Dense(64)])
     model.to("cuda")

@@ -1,0 +1,64 @@
+"""kiln's fit() with its defaults: no speed flags, kiln is to pick the fast path by itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+
+import kiln
+from _speed.common import Clock, Config, Skip, lenet_arrays, torch_clock
+from _speed.torch_loops import resnet_data
+from kiln import callbacks as C
+
+
+class _Timer(C.Callback):
+    """Feeds the clock; its only sync of its own is after step 1 (fit reads the logs, and so
+    syncs, at every epoch end anyway)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.precision = "?"
+
+    def on_train_begin(self, trainer: Any) -> None:
+        self.precision = getattr(trainer, "precision", "?")
+
+    def on_epoch_begin(self, trainer: Any, epoch: int) -> None:
+        self.clock.epoch_begin()
+
+    def on_batch_end(self, trainer: Any, step: int, logs: Any) -> None:
+        if step == 1:
+            self.clock.step_done()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: Any) -> None:
+        self.clock.epoch_end()
+
+
+def _fit(cfg: Config, build: Callable[[], Any], x: Any, y: Any, **options: Any) -> dict:
+    device = torch.device(cfg.device)
+    if device.type != "cuda":  # kiln's default device is CUDA when there is one
+        options["device"] = cfg.device
+    clock = torch_clock(device)
+    model = build()
+    model.compile(loss="cross_entropy", metrics=["accuracy"], **options)
+    timer = _Timer(clock)
+    model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[timer])
+    note = f"kiln {kiln.__version__}, defaults (precision {timer.precision})"
+    return clock.result(cfg.steps_per_epoch, cfg.samples, note)
+
+
+def lenet(cfg: Config) -> dict:
+    x, y = lenet_arrays(cfg.samples)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    build = partial(kiln.zoo.create_model, "lenet5", augment=False)
+    return _fit(cfg, build, x, y, optimizer="adam")
+
+
+def resnet50(cfg: Config) -> dict:
+    if "resnet50" not in {entry.name for entry in kiln.zoo.list_models()}:
+        raise Skip("kiln has no resnet50 yet")
+    x, y = resnet_data(cfg)
+    build = partial(kiln.zoo.create_model, "resnet50")
+    return _fit(cfg, build, x, y, optimizer="sgd", lr=0.1, momentum=0.9)

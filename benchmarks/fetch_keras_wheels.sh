@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Download the wheels that Keras 3 needs on the GPU machine (Python 3.12, x86_64, no network)
+# into .whl/, for benchmarks/train_speed.py's Keras competitors. The GPU image already has
+# numpy, rich (with markdown-it-py and pygments), ml_dtypes (through jax) and typing_extensions
+# (through torch); keras's other requirements are fetched here. Install them there with
+#
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=/tmp/site:$PWD/src
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+DEST=${DEST:-.whl}
+PACKAGES=(keras==3.15.1 namex optree h5py absl-py packaging)
+
+mkdir -p "$DEST"
+for spec in "${PACKAGES[@]}"; do
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: \
+        --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$DEST" "$spec"
+done
+
+# What each wheel asks for, so a requirement the list above misses shows up here.
+for wheel in "$DEST"/*.whl; do
+    requires=$(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist' | grep -v 'extra ==' \
+        | sed 's/^Requires-Dist: //' | tr '\n' ' ' || true)
+    echo "$(basename "$wheel"): ${requires:-(no requirements)}"
+done
+echo "total: $(du -ch "$DEST"/*.whl | tail -1 | cut -f1) in $(ls "$DEST"/*.whl | wc -l) wheels"

@@ -1,0 +1,49 @@
+"""benchmarks/train_speed.py runs end to end on a CPU at a tiny size, and its ratios add up."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+SMOKE = ["--device", "cpu", "--workload", "lenet", "--epochs", "2", "--samples", "2048"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_cpu_smoke_run_prints_kiln_and_ratios(tmp_path):
+    out = tmp_path / "speed.json"
+    run = _run(*SMOKE, "--only", "torch-resident,kiln,torch-cudagraph-eager", "--json", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(out.read_text())["lenet"]["results"]
+    kiln, torch_loop = results["kiln"], results["torch-resident"]
+    for result in (kiln, torch_loop):
+        assert result["status"] == "ok"
+        assert len(result["epoch_s"]) == 2 and result["steps_per_epoch"] == 16
+        assert result["first_step_s"] > 0 and min(result["epoch_s"]) > 0
+    assert kiln["kiln_speedup"] == 1.0
+    assert torch_loop["kiln_speedup"] == pytest.approx(kiln["img_s"] / torch_loop["img_s"])
+    skipped = results["torch-cudagraph-eager"]
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "needs CUDA")
+    ratio = f"{torch_loop['kiln_speedup']:.2f}x"
+    kiln_row = r"^\| \*\*kiln\*\* \| [0-9.]+ \| [0-9,]+ \| .* \| 1\.00x \|"
+    torch_row = rf"^\| torch-resident \| .* \| {re.escape(ratio)} \| fp32 \|$"
+    assert re.search(kiln_row, run.stdout, re.M) and re.search(torch_row, run.stdout, re.M)
+
+
+def test_a_hung_competitor_is_a_failed_row_and_kiln_failing_fails_the_run():
+    run = _run(*SMOKE, "--only", "kiln", "--timeout", "0.5")
+    assert run.returncode == 1
+    assert "failed: timed out after 0.5 s" in run.stdout
+
+
+def test_unknown_competitor_names_the_known_ones():
+    run = _run("--workload", "lenet", "--only", "kiln,pytorch")
+    assert run.returncode != 0
+    assert "pytorch" in run.stderr and "torch-dataloader" in run.stderr
