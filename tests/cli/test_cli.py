@@ -83,3 +83,12 @@ def test_kiln_entry_point_is_installed():
     path = done.stdout.strip() or str(__import__("pathlib").Path(sys.executable).with_name("kiln"))
     result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == f"kiln {kiln.__version__}"
+
+
+def test_train_zoo_model_on_two_processes(tmp_path):
+    out = tmp_path / "two.kiln"
+    cmd = [sys.executable, "-m", "kiln.cli._main", "train", "lenet5", "--gpus", "2", "--epochs",
+           "1", "--samples", "512", "--output", str(out), "--verbose", "0"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert kiln.load_model(out)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

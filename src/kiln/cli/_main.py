@@ -8,12 +8,25 @@ import sys
 from pathlib import Path
 
 from kiln._version import __version__
+from kiln.cli._launch import add_options as add_launch_options
+from kiln.cli._launch import add_parser as add_launch_parser
+from kiln.cli._launch import launch
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "launch":
+        return launch([args.script, *args.args, *extra], args.gpus, args.nodes, args.node_rank,
+                      args.rdzv)  # fmt: skip
     if args.command == "train":
+        if args.gpus or args.nodes > 1:
+            target = [args.target] if args.target.endswith(".py") else [
+                "--module", "kiln.cli._main", "train", args.target,
+            ]  # fmt: skip
+            rest = _without_launch_options(argv[argv.index(args.target) + 1 :])
+            return launch([*target, *rest], args.gpus, args.nodes, args.node_rank, args.rdzv)
         return _train(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -55,9 +68,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="where to save the trained model (default: NAME.kiln)")
     train.add_argument("--resume", help="training-state file: continue from it if it exists")
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    add_launch_options(train)
+    add_launch_parser(sub)
     zoo = sub.add_parser("zoo", help="the model zoo")
     zoo.add_argument("action", choices=["list"])
     return parser
+
+
+def _without_launch_options(argv: list[str]) -> list[str]:
+    """``argv`` less the launch options: the launched processes must not launch again."""
+    names = ("--gpus", "--nodes", "--node-rank", "--rdzv")
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(f"{n}=" for n in names)):
+            out.append(arg)
+    return out
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import time
 from typing import Any
 
@@ -16,7 +17,8 @@ FIT_KEYS = ("epochs", "batch_size", "schedule", "samples")  # the rest of a reci
 
 
 def train_zoo_model(args: argparse.Namespace) -> int:
-    console = Console()
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under `kiln launch`, rank 0 reports
+    console = Console(quiet=not main_process)
     try:
         entry = get_entry(args.target)
     except KeyError as e:
@@ -48,7 +50,8 @@ def train_zoo_model(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     logs = model.evaluate(xt, yt, verbose=0)
     output = args.output or f"{entry.name}.kiln"
-    model.save(output)
+    if main_process:
+        model.save(output)
     console.print(
         f"test accuracy: [bold]{logs.get('accuracy', float('nan')):.4f}[/] "
         f"(loss {logs['loss']:.4f}) after {seconds:.1f}s of training; saved {output}"

@@ -30,6 +30,8 @@ class DeviceLoader(Loader):
         device: torch.device | str | None = None,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         flat = flatten_data(data)
         super().__init__(
@@ -39,6 +41,8 @@ class DeviceLoader(Loader):
             device=device,
             seed=seed,
             drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
         )
         flat.leaves = [None if t is None else t.to(self.device) for t in flat.leaves]
         self._flat = flat

@@ -12,6 +12,11 @@ Contract (what the trainer relies on):
   ``seed * 1_000_003 + epoch``; without, it is sequential. Batches are consecutive slices of
   that order, the last one smaller unless ``drop_last``. So ``epoch(e, start_step=k)`` yields
   exactly the tail of ``epoch(e)`` (exact resume), on any device and with any loader.
+- Sharded (``world_size`` > 1, one loader per process of a distributed run): every rank draws
+  the same order; step ``i`` covers the global batch ``order[i*B*W : (i+1)*B*W]`` and rank
+  ``r`` takes its ``r``-th slice of ``B``. The ranks together see exactly the batches of one
+  process with batch ``B*W``; the last incomplete global batch is dropped, so that every rank
+  takes the same number of steps (a rank with nothing to do would stall the others).
 - One epoch iterator at a time per loader.
 """
 
@@ -47,7 +52,13 @@ class Loader(abc.ABC):
         device: torch.device | str | None,
         seed: int,
         drop_last: bool,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(
+                f"rank must be in [0, world_size). Received: rank={rank}, world_size={world_size}."
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int. Received: {batch_size!r}.")
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -63,8 +74,16 @@ class Loader(abc.ABC):
         self.device = torch.device(device if device is not None else "cpu")
         self.seed = seed
         self.drop_last = bool(drop_last)
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1 and num_samples < batch_size * world_size:
+            raise ValueError(
+                f"{num_samples} samples cannot fill one global batch of {world_size} ranks x "
+                f"batch_size={batch_size}. Use a smaller batch_size or fewer processes."
+            )
 
     def __len__(self) -> int:
+        if self.world_size > 1:
+            return self.num_samples // (self.batch_size * self.world_size)
         if self.drop_last:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
@@ -85,7 +104,7 @@ class Loader(abc.ABC):
 
     def bounds(self, step: int) -> tuple[int, int]:
         """``[lo, hi)`` positions of batch ``step`` within the epoch's order."""
-        lo = step * self.batch_size
+        lo = (step * self.world_size + self.rank) * self.batch_size
         return lo, min(lo + self.batch_size, self.num_samples)
 
     @abc.abstractmethod

@@ -21,6 +21,8 @@ def make_loader(
     device: torch.device | str | None = None,
     seed: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
     resident: bool | None = None,
     num_workers: int | None = None,
     verbose: bool = False,
@@ -32,6 +34,7 @@ def make_loader(
       is not CUDA, or when their bytes are under half of the GPU's free memory; otherwise they
       are streamed from host memory.
 
+    ``rank``/``world_size`` shard the batches for a distributed run (see ``Loader``).
     ``resident=True/False`` forces the choice for tensors/arrays. ``verbose`` prints the choice
     and the reason. ``num_workers`` applies to streaming only.
     """
@@ -46,7 +49,14 @@ def make_loader(
         use_device, why = False, f"a {type(data).__name__} (Dataset) is read sample by sample"
     else:
         use_device, why = _resident(data, device, resident)
-    common: dict[str, Any] = dict(shuffle=shuffle, device=device, seed=seed, drop_last=drop_last)
+    common: dict[str, Any] = dict(
+        shuffle=shuffle,
+        device=device,
+        seed=seed,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+    )
     if use_device:
         loader: Loader = DeviceLoader(data, batch_size, **common)
     else:

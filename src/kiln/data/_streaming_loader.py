@@ -39,6 +39,8 @@ class StreamingLoader(Loader):
         device: torch.device | str | None = None,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
         num_workers: int | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
@@ -55,6 +57,8 @@ class StreamingLoader(Loader):
             device=device,
             seed=seed,
             drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
         )
         if num_workers is None:
             num_workers = min(4, max(0, _cpu_count() - 1)) if is_dataset else 0

@@ -2,6 +2,7 @@
 
 from kiln.train import callbacks
 from kiln.train._callback import Callback
-from kiln.train._trainer import History, NonFiniteLossError, Trainer
+from kiln.train._history import History, NonFiniteLossError
+from kiln.train._trainer import Trainer
 
 __all__ = ["Callback", "History", "NonFiniteLossError", "Trainer", "callbacks"]

@@ -17,8 +17,18 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from kiln.data import make_loader
+from kiln.train._batches import (
+    build_model,
+    call_model,
+    concat_outputs,
+    flatten_lists,
+    resolve_precision,
+    split_batch,
+    unpack_validation,
+)
 from kiln.train._callback import Callback, Logs
 from kiln.train._data import assemble, split_tail
+from kiln.train._distributed import from_environment
 from kiln.train._fast_path import (
     make_capturable,
     to_channels_last,
@@ -27,30 +37,10 @@ from kiln.train._fast_path import (
     use_cuda_graphs,
 )
 from kiln.train._graphed import CudaGraphStep
+from kiln.train._history import History, NonFiniteLossError
 from kiln.train._objective import Objective
 from kiln.train._optimizers import make_optimizer
 from kiln.train._resume import load_state, restore_rng, save_state
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A NaN or infinite loss: ``step`` says where, ``history`` holds the epochs before it."""
-
-    def __init__(self, message: str, step: int, history: dict[str, list[float]]) -> None:
-        super().__init__(message)
-        self.step = step
-        self.history = history
-
-
-class History:
-    """What ``fit`` returns: per-epoch logs, as in Keras (``history.history["loss"]``)."""
-
-    def __init__(self, history: dict[str, list[float]], epochs: list[int]) -> None:
-        self.history = history
-        self.epoch = epochs
-
-    def __repr__(self) -> str:
-        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
-        return f"History(epochs={len(self.epoch)}, last={last})"
 
 
 class Trainer:
@@ -83,12 +73,17 @@ class Trainer:
         **optimizer_options: Any,
     ) -> None:
         self.model = model
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = _resolve_precision(precision, self.device)
+        self.dist = from_environment()  # set when started by `kiln launch` / torchrun
+        default = (
+            self.dist.device() if self.dist else ("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self.device = torch.device(device or default)
+        self.precision = resolve_precision(precision, self.device)
         self._fast_options = {"compile": compile, "cuda_graphs": cuda_graphs,
                               "channels_last": channels_last}  # fmt: skip
         self.channels_last = False
         self._step_fn: Any = None
+        self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
@@ -99,7 +94,7 @@ class Trainer:
         self.epoch = self.step = self.steps_per_epoch = self.epochs = 0
         self.history: dict[str, list[float]] = {}
         self.stop_training = False
-        self.is_main_process = True
+        self.is_main_process = self.dist is None or self.dist.is_main
         self.verbose = 1
         self.step_in_epoch = 0
         # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
@@ -137,15 +132,23 @@ class Trainer:
         data, targets = assemble(x, y, sample_weight, class_weight)
         if validation_split:
             data, validation_data = split_tail(data, validation_split)
+        shards: dict[str, Any] = {}
+        if self.dist:
+            shards = {"rank": self.dist.rank, "world_size": self.dist.world_size}
         loader = make_loader(
-            data, batch_size=batch_size, shuffle=shuffle, device=self.device, seed=self.seed
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            device=self.device,
+            seed=self.seed,
+            **shards,
         )
         val_loader = None
         if validation_data is not None:
-            xv, yv, wv = _unpack_validation(validation_data)
+            xv, yv, wv = unpack_validation(validation_data)
             val_data, _ = assemble(xv, yv, wv, None)
             val_loader = make_loader(
-                val_data,
+                self._my_part(val_data),
                 batch_size=max(batch_size, 256),
                 shuffle=False,
                 device=self.device,
@@ -207,14 +210,14 @@ class Trainer:
         return logs
 
     def _train_step(self, batch: tuple[Any, ...]) -> None:
-        self._step_fn(*_split_batch(batch))
+        self._step_fn(*split_batch(batch))
 
     def _forward_loss(self, x: Any, y: Any, w: Tensor | None) -> tuple[Tensor, Tensor]:
         """The compiled part: forward, loss and metric sums (what Inductor can fuse)."""
         if self.channels_last:
             x = tree_map(to_channels_last, x)
         with self._autocast():
-            out = _call(self.model, x)
+            out = call_model(self._train_model, x)
         return self.objective(out, y, w)  # type: ignore[misc]
 
     def _step(self, x: Any, y: Any, w: Tensor | None) -> None:
@@ -237,7 +240,10 @@ class Trainer:
 
     def _read_logs(self) -> Logs:
         """Copy the epoch's running sums to the host (a sync) and stop on a non-finite loss."""
-        values = torch.cat([self._sums.flatten(), self._first_bad.view(1)]).tolist()
+        sums, bad = self._sums, self._first_bad
+        if self.dist:  # the one collective of a read: global sums, and any rank's bad step
+            sums, bad = self.dist.sum(sums), self.dist.max(bad)
+        values = torch.cat([sums.flatten(), bad.view(1)]).tolist()
         first_bad = int(values.pop())
         if first_bad:
             batch = first_bad - (self.step - self.step_in_epoch)
@@ -270,10 +276,12 @@ class Trainer:
         """Loss and metrics over the data, as a dict (``{"loss": .., "accuracy": ..}``)."""
         self._require_objective("evaluate")
         data, targets = assemble(x, y, sample_weight, None)
-        loader = make_loader(data, batch_size=batch_size, shuffle=False, device=self.device, seed=0)
+        loader = make_loader(
+            self._my_part(data), batch_size=batch_size, shuffle=False, device=self.device, seed=0
+        )
         self._setup(next(iter(loader.epoch(0))), targets)
         logs = self._evaluate_loader(loader)
-        if verbose:
+        if verbose and self.is_main_process:
             from rich.console import Console
 
             Console().print("evaluate: " + " · ".join(f"{k} {v:.4f}" for k, v in logs.items()))
@@ -285,38 +293,46 @@ class Trainer:
         self.model.eval()
         with torch.inference_mode():
             for batch in loader.epoch(0):
-                x, y, w = _split_batch(batch)
+                x, y, w = split_batch(batch)
                 with self._autocast():
-                    out = _call(self.model, x)
+                    out = call_model(self.model, x)
                 _, stats = self.objective(out, y, w)  # type: ignore[misc]
                 self._sums += stats
         self.model.train()
-        sums = self._sums.flatten().tolist()
+        sums = self.dist.sum(self._sums) if self.dist else self._sums.clone()
         self._sums.copy_(saved)
-        return self._logs_from(sums)
+        return self._logs_from(sums.flatten().tolist())
 
     def predict(self, x: Any, *, batch_size: int = 256) -> Any:
-        """Model outputs for ``x`` as CPU tensors (same structure as the model's output)."""
-        loader = make_loader((x,), batch_size=batch_size, shuffle=False, device=self.device, seed=0)
+        """Model outputs for ``x`` as CPU tensors (same structure as the model's output).
+
+        In a distributed run each rank predicts its part and every rank gets all of it, in order.
+        """
+        loader = make_loader(
+            (self._my_part(x),), batch_size=batch_size, shuffle=False, device=self.device, seed=0
+        )
         self._setup((next(iter(loader.epoch(0)))[0],), None)
         self.model.eval()
         outs = []
         with torch.inference_mode():
             for (xb,) in loader.epoch(0):
                 with self._autocast():
-                    out = _call(self.model, xb)
+                    out = call_model(self.model, xb)
                 outs.append(
                     tree_map(lambda t: t.float().cpu() if t.is_floating_point() else t.cpu(), out)
                 )
         self.model.train()
-        return _concat(outs)
+        return concat_outputs(flatten_lists(self.dist.gather(outs)) if self.dist else outs)
+
+    def _my_part(self, data: Any) -> Any:
+        return self.dist.shard(data) if self.dist else data
 
     # ---- set-up -------------------------------------------------------------------------
 
     def _setup(self, batch: tuple[Any, ...], targets: Any) -> None:
         """Build lazy layers from a first batch, move to the device, make the optimizer."""
         x = batch[0]
-        _build_model(self.model, x, self.device)
+        build_model(self.model, x, self.device)
         self.model.to(self.device)
         if self.objective is None:
             return
@@ -328,10 +344,12 @@ class Trainer:
             if self.channels_last:
                 self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
+            if self.dist:
+                self._train_model = self.dist.wrap(self.model, self.device)
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            out = _call(self.model, x)
+            out = call_model(self.model, x)
         self.model.train(was_training)
         if not self.objective.names:
             self.objective.build(out)
@@ -352,7 +370,10 @@ class Trainer:
         self._forward_loss_fn = (
             torch.compile(self._forward_loss) if compiled else self._forward_loss
         )
-        if not use_cuda_graphs(options["cuda_graphs"], self.device, self.precision, self.optimizer):
+        graphs = options["cuda_graphs"]
+        if self.dist and graphs == "auto":
+            graphs = False  # not yet: capturing DDP's all-reduce needs its own care
+        if not use_cuda_graphs(graphs, self.device, self.precision, self.optimizer):
             return self._step
         make_capturable(self.optimizer, self.device)
         optimizer = self.optimizer
@@ -415,59 +436,3 @@ class Trainer:
         self._sums.copy_(state["sums"])
         self._step_t.fill_(self.step)
         restore_rng(state)
-
-
-def _resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise ValueError(
-            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16'; received {precision!r}."
-        )
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def _build_model(model: nn.Module, x: Any, device: torch.device) -> None:
-    """Create lazy weights: a Sequential from the data's sample shape, others by one forward."""
-    from kiln.model import Sequential
-
-    if isinstance(model, Sequential) and model.input_specs is None and isinstance(x, Tensor):
-        model.build(tuple(x.shape[1:]), dtype=x.dtype)
-    elif any(getattr(m, "built", True) is False for m in model.modules()):
-        model.to(device)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            _call(model, x)
-        model.train(was_training)
-
-
-def _call(model: nn.Module, x: Any) -> Any:
-    if isinstance(x, (tuple, list)):
-        return model(*x)
-    if isinstance(x, dict):
-        return model(**x)
-    return model(x)
-
-
-def _split_batch(batch: tuple[Any, ...]) -> tuple[Any, Any, Tensor | None]:
-    return batch[0], batch[1], batch[2] if len(batch) > 2 else None
-
-
-def _unpack_validation(data: Any) -> tuple[Any, Any, Any]:
-    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
-        raise ValueError(
-            "validation_data must be a tuple (x, y) or (x, y, sample_weight); received "
-            f"{type(data).__name__}"
-            + (f" of length {len(data)}." if hasattr(data, "__len__") else ".")
-        )
-    return data[0], data[1], data[2] if len(data) == 3 else None
-
-
-def _concat(outs: list[Any]) -> Any:
-    first = outs[0]
-    if isinstance(first, Tensor):
-        return torch.cat(outs)
-    if isinstance(first, dict):
-        return {k: torch.cat([o[k] for o in outs]) for k in first}
-    return type(first)(torch.cat([o[i] for o in outs]) for i in range(len(first)))

@@ -1,0 +1,86 @@
+"""Distributed training under torchrun: everything that differs from one process, in one place.
+
+``kiln launch --gpus N script.py`` (torchrun underneath) starts N copies of an unchanged
+script; each copy's trainer finds RANK/WORLD_SIZE in its environment, joins the process group
+(NCCL on GPUs, gloo on CPUs), wraps the model in DistributedDataParallel, reads its shard of
+every batch, and sums metrics across ranks only when they are read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils._pytree import tree_map
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        return torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        ids = [device.index] if device.type == "cuda" else None
+        # gradient_as_bucket_view: gradients are views into the all-reduce buckets (no copy)
+        return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """A summed copy of ``t`` across ranks (the local tensor is left alone)."""
+        total = t.clone()
+        dist.all_reduce(total)
+        return total
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        total = t.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.MAX)
+        return total
+
+    def shard(self, data: Any) -> Any:
+        """This rank's contiguous part of a pytree of tensors (evaluation and prediction)."""
+        n = _num_samples(data)
+        lo, hi = n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size
+        if isinstance(data, torch.utils.data.Dataset):
+            return torch.utils.data.Subset(data, range(lo, hi))
+        return tree_map(lambda t: t[lo:hi] if isinstance(t, torch.Tensor) else t, data)
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+
+def from_environment() -> Distributed | None:
+    """Join the process group torchrun describes in the environment; None when alone."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return None
+    ctx = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(ctx.local_rank)
+        minutes = float(os.environ.get("KILN_DIST_TIMEOUT_MIN", "10"))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=minutes))
+    return ctx
+
+
+def _num_samples(data: Any) -> int:
+    if isinstance(data, torch.utils.data.Dataset):
+        return len(data)  # type: ignore[arg-type]
+    leaves = [t for t in torch.utils._pytree.tree_leaves(data) if isinstance(t, torch.Tensor)]
+    return leaves[0].shape[0]

@@ -1,0 +1,79 @@
+"""Distributed training on CPUs (gloo), as CI can run it: `kiln launch --gpus 2 script.py`."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    import kiln
+    from kiln import callbacks as C
+    from kiln import layers as L
+
+    out, batch, kill_rank = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g)
+    model = kiln.Sequential([kiln.Input((6,)), L.Dense(16, activation="relu"), L.Dense(3)])
+    model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], log_every=2)
+
+    class Kill(C.Callback):
+        def on_batch_end(self, trainer, step, logs):
+            if step == 3 and int(os.environ.get("RANK", 0)) == kill_rank:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    history = model.fit(x, y, epochs=3, batch_size=batch, shuffle=True, verbose=0,
+                        validation_data=(x[:40], y[:40]), callbacks=[Kill()])
+    predictions = model.predict(x)  # like evaluate, a collective: every rank calls it
+    scores = model.evaluate(x, y, verbose=0)
+    if int(os.environ.get("RANK", 0)) == 0:
+        model.save(out + ".kiln")
+        torch.save({"history": history.history, "predictions": predictions, "evaluate": scores},
+                   out + ".pt")
+""")
+
+
+def _run(tmp_path, name, procs, batch, kill_rank=-1):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    out = str(tmp_path / name)
+    launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kiln.cli._main",
+        *launch,
+        str(script),
+        out,
+        str(batch),
+        str(kill_rank),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180), out
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    one, out1 = _run(tmp_path, "one", 1, 16)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two, out2 = _run(tmp_path, "two", 2, 8)
+    assert two.returncode == 0, two.stderr[-3000:]
+    w1, w2 = load_file(out1 + ".kiln"), load_file(out2 + ".kiln")
+    for key in w1:
+        torch.testing.assert_close(w1[key], w2[key], rtol=1e-5, atol=1e-6, msg=key)
+    r1, r2 = torch.load(out1 + ".pt"), torch.load(out2 + ".pt")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # metrics reduced over ranks
+        assert r1["history"][key] == pytest.approx(r2["history"][key], rel=1e-5), key
+    torch.testing.assert_close(r1["predictions"], r2["predictions"], rtol=1e-5, atol=1e-6)
+    assert r1["evaluate"] == pytest.approx(r2["evaluate"], rel=1e-5)
+
+
+def test_a_killed_rank_stops_all_ranks_with_a_clear_error(tmp_path):
+    result, _ = _run(tmp_path, "killed", 2, 8, kill_rank=1)
+    assert result.returncode == 1
+    assert "rank 1 exited with -9" in result.stderr
+    assert "The other processes were stopped" in result.stderr
