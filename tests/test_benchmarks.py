@@ -47,3 +47,13 @@ def test_unknown_competitor_names_the_known_ones():
     run = _run("--workload", "lenet", "--only", "kiln,pytorch")
     assert run.returncode != 0
     assert "pytorch" in run.stderr and "torch-dataloader" in run.stderr
+
+
+def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
+    cmd = [sys.executable, str(script), "--gpus", "1,2", "--model", "lenet5", "--batch-size",
+           "32", "--steps", "4", "--epochs", "2"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]

@@ -1,0 +1,125 @@
+"""One process of a multi-GPU benchmark run (started by torchrun from ``multi_gpu.py``).
+
+Trains ``--model`` for ``--epochs`` epochs of ``--steps`` steps with ``--batch-size`` images per
+process, either with raw DistributedDataParallel or with kiln's fit(); rank 0 writes the global
+images per second of the timed epochs (all after the first) to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ for _speed
+
+
+def _data(args: argparse.Namespace, world: int, shape: tuple[int, ...], classes: int):
+    g = torch.Generator().manual_seed(0)
+    n = args.batch_size * world * args.steps  # every rank holds the global set (kiln shards it)
+    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def _torch_model(name: str) -> nn.Module:
+    if name == "resnet50":
+        from _speed.torch_resnet import resnet50
+
+        return resnet50()
+    from _speed.torch_loops import torch_lenet
+
+    return torch_lenet()
+
+
+def raw_ddp(
+    args: argparse.Namespace, rank: int, world: int, device: torch.device, x, y
+) -> list[float]:
+    """The reference: DDP, bf16 autocast and channels_last on GPUs, SGD, eager."""
+    cuda = device.type == "cuda"
+    model = _torch_model(args.model).to(device, memory_format=torch.channels_last if cuda else None)
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None,
+                                              gradient_as_bucket_view=True)  # fmt: skip
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+    x, y = x.to(device), y.to(device)
+    times = []
+    for _ in range(args.epochs):
+        dist.barrier()
+        start = time.perf_counter()
+        for step in range(args.steps):
+            lo = (step * world + rank) * args.batch_size
+            xb, yb = x[lo : lo + args.batch_size], y[lo : lo + args.batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = nn.functional.cross_entropy(ddp(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        dist.barrier()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
+    import kiln
+    from kiln import callbacks as C
+
+    class Timer(C.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_epoch_begin(self, trainer, epoch):  # type: ignore[no-untyped-def]
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, trainer, epoch, logs):  # type: ignore[no-untyped-def]
+            self.times.append(time.perf_counter() - self.start)  # logs were read: synced
+
+    kwargs = {"augment": False} if args.model == "lenet5" else {}
+    model = kiln.zoo.create_model(args.model, **kwargs)
+    model.compile(optimizer="sgd", lr=0.1, momentum=0.9, loss="cross_entropy", log_every=10**9)
+    timer = Timer()
+    model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[timer])
+    return timer.times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--competitor", choices=["raw-ddp", "kiln"], required=True)
+    parser.add_argument("--model", choices=["resnet50", "lenet5"], default="resnet50")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}" if cuda else "cpu")
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    shape, classes = ((3, 224, 224), 1000) if args.model == "resnet50" else ((1, 28, 28), 10)
+    x, y = _data(args, world, shape, classes)
+    if args.competitor == "raw-ddp":
+        times = raw_ddp(args, rank, world, device, x, y)
+    else:
+        times = kiln_fit(args, x, y)
+    if rank == 0:
+        steady = statistics.median(times[1:])
+        images = args.batch_size * world * args.steps
+        result = {"img_s": images / steady, "epoch_s": times, "world": world,
+                  "device": torch.cuda.get_device_name() if cuda else "CPU",
+                  "torch": torch.__version__}  # fmt: skip
+        Path(args.out).write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

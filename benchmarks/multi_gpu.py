@@ -1,0 +1,92 @@
+"""kiln's fit() against raw PyTorch DDP on 1, 2, 4 ... GPUs of one host (multi-GPU issue).
+
+    python benchmarks/multi_gpu.py --gpus 1,2,4                  # ResNet-50, bf16, 256/GPU
+    python benchmarks/multi_gpu.py --gpus 1,2 --model lenet5 --batch-size 64 --steps 5  # CPU smoke
+
+Each (competitor, N) runs as its own torchrun job (a fresh process group), N processes with
+``--batch-size`` images each, ``--epochs`` epochs of ``--steps`` steps; the first epoch is
+warm-up (compilation, cuDNN autotuning). Prints global and per-GPU img/s, scaling efficiency
+(img/s at N over N times img/s at 1, for the same competitor) and kiln / raw DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+WORKER = Path(__file__).resolve().parent / "_multi" / "worker.py"
+
+
+def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict | None:
+    out = folder / f"{competitor}-{n}.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           str(WORKER), "--competitor", competitor, "--model", args.model, "--batch-size",
+           str(args.batch_size), "--steps", str(args.steps), "--epochs", str(args.epochs),
+           "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if done.returncode != 0 or not out.exists():
+        print(f"{competitor} on {n}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", default="1,2,4", help="comma-separated process counts")
+    parser.add_argument("--model", default="resnet50", choices=["resnet50", "lenet5"])
+    parser.add_argument("--batch-size", type=int, default=256, help="images per GPU")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--timeout", type=int, default=900)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.gpus.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {(c, n): run(c, n, args, Path(tmp)) for n in counts for c in ("raw-ddp", "kiln")}
+    env = next((r for r in results.values() if r), {})
+    print(
+        f"{args.model}, {args.batch_size} images per process, {env.get('device', '?')}, "
+        f"torch {env.get('torch', '?')}"
+    )
+    print(
+        "| GPUs | raw DDP img/s | raw efficiency | kiln img/s | kiln per GPU | kiln efficiency "
+        "| kiln / raw |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in counts:
+        raw, kln = results[("raw-ddp", n)], results[("kiln", n)]
+        print(
+            "| "
+            + " | ".join(
+                [
+                    str(n),
+                    _num(raw),
+                    _eff(results, "raw-ddp", n),
+                    _num(kln),
+                    _num(kln, n),
+                    _eff(results, "kiln", n),
+                    _ratio(kln, raw),
+                ]
+            )
+            + " |"
+        )
+
+
+def _num(r: dict | None, per: int = 1) -> str:
+    return f"{r['img_s'] / per:,.0f}" if r else "failed"
+
+
+def _eff(results: dict, competitor: str, n: int) -> str:
+    one, many = results.get((competitor, 1)), results.get((competitor, n))
+    return f"{100 * many['img_s'] / (n * one['img_s']):.1f}%" if one and many else "-"
+
+
+def _ratio(a: dict | None, b: dict | None) -> str:
+    return f"{a['img_s'] / b['img_s']:.3f}" if a and b else "-"
+
+
+if __name__ == "__main__":
+    main()
