@@ -25,10 +25,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-# Real Fashion-MNIST files for the IDX reader's tests (Debian's package). Best effort: the tests
-# that need them are skipped where they cannot be installed.
+# Debian packages the tests use: real Fashion-MNIST files (the IDX reader), PostgreSQL (the
+# tracking store's contract tests start a throwaway cluster) and Chromium with its driver (the
+# dashboard's browser tests). Best effort: tests whose package is missing skip and say why.
+SYSTEM_DEPS := dataset-fashion-mnist:/usr/share/datasets/fashion-mnist \
+	postgresql:/usr/lib/postgresql chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver
+
 system-deps:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
-		|| echo "note: could not install dataset-fashion-mnist; its tests will be skipped"; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do [ -e "$${dep#*:}" ] || missing="$$missing $${dep%%:*}"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+		|| echo "note: could not install$$missing; the tests that need them will be skipped"; \
 	fi
