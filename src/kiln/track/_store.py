@@ -196,6 +196,9 @@ class Store:
     def verify_token(self, token: str) -> bool:
         return _tokens.verify(self.engine, token)
 
+    def has_tokens(self) -> bool:
+        return _tokens.count(self.engine) > 0
+
     # ---- helpers -----------------------------------------------------------------------
 
     def _update_run(self, run_id: int, values: dict[str, Any]) -> None:

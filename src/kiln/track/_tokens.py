@@ -7,7 +7,7 @@ import hmac
 import secrets
 import time
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from kiln.track._schema import TokenRow
 
@@ -31,3 +31,8 @@ def verify(engine: Engine, token: str) -> bool:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(TokenRow)).scalar_one()
