@@ -33,7 +33,8 @@ class Layer(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
+        # classes made on the fly by torch (FSDP2's FSDPDense, ...) are not layers to look up
+        if not cls.__name__.startswith("_") and not cls.__module__.startswith("torch."):
             Layer.registry[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Layer:

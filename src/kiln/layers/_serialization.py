@@ -57,7 +57,8 @@ def is_json(value: Any) -> bool:
 
 def module_spec(module: nn.Module) -> dict[str, Any] | None:
     """``{"class": path, "config": kwargs}`` that rebuilds ``module`` (weights aside), or None."""
-    cls = type(module)
+    # the module's own class, not a subclass torch made on the fly (FSDP2's FSDPLinear, ...)
+    cls = next(c for c in type(module).__mro__ if not c.__module__.startswith("torch.distributed"))
     path = import_path(cls)
     if path is None:
         return None

@@ -134,11 +134,15 @@ class Model(nn.Module):
         model.build([s.shape for s in model._graph.inputs])
         return model
 
-    def save(self, path: str) -> None:
-        """Write one file: safetensors weights with the JSON architecture in its header."""
+    def save(self, path: str, state_dict: dict[str, Any] | None = None) -> None:
+        """Write one file: safetensors weights with the JSON architecture in its header.
+
+        ``state_dict``: the weights to write, when they are not this module's own (a sharded
+        model's gathered weights); by default ``self.state_dict()``.
+        """
         from kiln.model._saving import save_model
 
-        save_model(self, path)
+        save_model(self, path, state_dict)
 
     def save_weights(self, path: str) -> None:
         from kiln.model._saving import save_weights

@@ -19,14 +19,20 @@ from kiln.layers._serialization import is_json
 FORMAT = "kiln.model/1"
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
     from kiln.model._serialize import module_config
 
     header = {"format": FORMAT, "kiln_version": __version__, "model": module_config(model)}
     compile_args = getattr(model, "_compile_args", None)
     if compile_args and is_json(compile_args):
         header["compile"] = compile_args
-    _atomic_save(_tensors(model), {"kiln": json.dumps(header)}, Path(path))
+    _atomic_save(
+        _tensors(state_dict or model.state_dict()), {"kiln": json.dumps(header)}, Path(path)
+    )
 
 
 def load_model(path: str | os.PathLike[str], compile: bool = True) -> nn.Module:
@@ -46,7 +52,8 @@ def load_model(path: str | os.PathLike[str], compile: bool = True) -> nn.Module:
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    _atomic_save(_tensors(model), {"kiln": json.dumps({"format": FORMAT + "+weights"})}, Path(path))
+    header = {"kiln": json.dumps({"format": FORMAT + "+weights"})}
+    _atomic_save(_tensors(model.state_dict()), header, Path(path))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -63,11 +70,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
         )
 
 
-def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    state = model.state_dict()
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seen: dict[int, str] = {}
     out: dict[str, torch.Tensor] = {}
     for key, t in state.items():
+        if hasattr(t, "full_tensor"):  # a sharded parameter (DTensor): gather it, collectively
+            t = t.full_tensor()
         # safetensors refuses shared storage (tied weights): store each key's own copy
         ptr = t.untyped_storage().data_ptr() if t.numel() else -1
         t = t.detach().cpu().contiguous()

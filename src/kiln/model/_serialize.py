@@ -12,11 +12,12 @@ from kiln.layers._serialization import deserialize_callable, import_path, is_jso
 
 def module_config(module: nn.Module) -> dict[str, Any]:
     """``{"class_name": ..., "config": {...}}`` for a kiln layer, a kiln model or a torch module."""
+    cls = _defining_class(module)
     if hasattr(module, "get_config"):
         config = module.get_config()  # type: ignore[operator]
-        name = type(module).__name__
-        if Layer.registry.get(name) is not type(module) and not _is_kiln_model(module):
-            name = import_path(type(module)) or _unsaveable(module, "it cannot be imported")
+        name = cls.__name__
+        if Layer.registry.get(name) is not cls and cls not in _kiln_models().values():
+            name = import_path(cls) or _unsaveable(module, "it cannot be imported")
         if not is_json(config):
             raise TypeError(
                 f"{type(module).__name__}.get_config() must return JSON values (numbers, strings, "
@@ -55,8 +56,9 @@ def _unsaveable(module: nn.Module, why: str) -> Any:
     )
 
 
-def _is_kiln_model(module: nn.Module) -> bool:
-    return type(module) in _kiln_models().values()
+def _defining_class(module: nn.Module) -> type:
+    """The module's own class: FSDP2's fully_shard swaps in a subclass made on the fly."""
+    return next(c for c in type(module).__mro__ if not c.__module__.startswith("torch.distributed"))
 
 
 def _kiln_models() -> dict[str, Any]:

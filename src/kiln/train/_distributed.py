@@ -33,7 +33,17 @@ class Distributed:
     def device(self) -> torch.device:
         return torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
 
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+    def wrap(self, model: nn.Module, device: torch.device, strategy: str) -> nn.Module:
+        """DDP: a wrapper around the model. FSDP2: the model itself, its blocks sharded in place
+        (one all-gather per block in forward and backward, parameters become DTensors)."""
+        if strategy == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for block in model.children():
+                if any(p.requires_grad for p in block.parameters()):
+                    fully_shard(block)
+            fully_shard(model)
+            return model
         ids = [device.index] if device.type == "cuda" else None
         # gradient_as_bucket_view: gradients are views into the all-reduce buckets (no copy)
         return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
@@ -84,3 +94,42 @@ def _num_samples(data: Any) -> int:
         return len(data)  # type: ignore[arg-type]
     leaves = [t for t in torch.utils._pytree.tree_leaves(data) if isinstance(t, torch.Tensor)]
     return leaves[0].shape[0]
+
+
+def full_state_dict(model: nn.Module) -> dict[str, Any]:
+    """A sharded model's whole weights, on the CPU (a collective: call it on every rank)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
+
+
+def save_sharded(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+) -> None:
+    """A torch.distributed.checkpoint folder: each rank writes its shards, rank 0 the rest.
+    Loadable by any number of processes, one included."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optim_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=os.fspath(path))
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        torch.save(trainer_state, os.path.join(path, "trainer.pt"))
+
+
+def load_sharded(
+    path: str | os.PathLike[str], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state: dict[str, Any] = {"model": model_state, "optimizer": optim_state}
+    dcp.load(state, checkpoint_id=os.fspath(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"])  # fmt: skip
+    return torch.load(os.path.join(path, "trainer.pt"), weights_only=False)

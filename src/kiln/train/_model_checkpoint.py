@@ -59,6 +59,7 @@ class ModelCheckpoint(Callback):
         self.save_freq = save_freq
         self.best = self._monitor.worst
         self.last_saved: Path | None = None
+        self._saved_now = False  # whether this epoch's decision was to save (same on every rank)
         self._epoch = 0
         self._step_logs: Logs = {}
         self._resumed = False
@@ -79,22 +80,29 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         saved = self._maybe_save(trainer, epoch, logs) if self.save_freq == "epoch" else None
-        if self.save_last and trainer.is_main_process:
+        if not self.save_last:
+            return
+        # every process takes the same branch: the logs are the same everywhere
+        state = None if saved is not None or self._saved_now else _full_state(trainer)
+        if trainer.is_main_process:
             last = self._last_path(trainer, epoch, logs)
             if saved is not None:  # the same bytes are on disk already: copy, don't re-serialize
                 atomic_write(last, lambda tmp: shutil.copyfile(saved, tmp))
             else:
-                atomic_write(last, _saver(trainer))
+                atomic_write(last, _saver(trainer, state))
 
     def _maybe_save(self, trainer: Trainer, epoch: int, logs: Logs) -> Path | None:
+        self._saved_now = False
         if self.save_best_only:
             current = self._monitor.read(logs)
             if current is None or not self._monitor.improved(current, self.best):
                 return None
             self.best = current
+        state = _full_state(trainer)  # on every process: a collective when the model is sharded
+        self._saved_now = True
         if not trainer.is_main_process:
             return None
-        self.last_saved = atomic_write(self._format(trainer, epoch, logs), _saver(trainer))
+        self.last_saved = atomic_write(self._format(trainer, epoch, logs), _saver(trainer, state))
         return self.last_saved
 
     def _format(self, trainer: Trainer, epoch: int, logs: Logs) -> str:
@@ -123,11 +131,16 @@ class ModelCheckpoint(Callback):
         self._resumed = True
 
 
-def _saver(trainer: Trainer) -> Callable[[str], object]:
+def _full_state(trainer: Trainer) -> dict[str, Any] | None:
+    gather = getattr(trainer, "model_state_dict", None)
+    return gather() if callable(gather) else None
+
+
+def _saver(trainer: Trainer, state: dict[str, Any] | None) -> Callable[[str], object]:
     save = getattr(trainer.model, "save", None)
     if not callable(save):
         raise TypeError(
             "ModelCheckpoint saves with trainer.model.save(path), but "
             f"{type(trainer.model).__name__} has no save method; use a kiln model"
         )
-    return save
+    return save if state is None else lambda path: save(path, state_dict=state)

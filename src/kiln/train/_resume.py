@@ -65,3 +65,50 @@ def _rng_state() -> dict[str, Any]:
         "numpy": np.random.get_state(),
         "python": random.getstate(),
     }
+
+
+def save_checkpoint(
+    trainer: Any, path: str | os.PathLike[str], callbacks: list[Any], sharded: bool
+) -> None:
+    """Everything ``fit(resume=path)`` needs. A folder of torch.distributed.checkpoint shards for
+    a sharded model (or where one is already), else one file written by rank 0."""
+    state = {
+        "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "callbacks": [cb.state_dict() for cb in callbacks],
+        "history": trainer.history,
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "step_in_epoch": trainer.step_in_epoch,
+        "samples_in_epoch": trainer.step_in_epoch * trainer.global_batch,
+        "sums": trainer._sums.cpu(),
+    }
+    if sharded or Path(path).is_dir():
+        from kiln.train._distributed import save_sharded
+
+        save_sharded(path, trainer.model, trainer.optimizer, {"format": FORMAT, **state,
+                                                               "rng": _rng_state()})  # fmt: skip
+    elif trainer.is_main_process:
+        model, optimizer = trainer.model.state_dict(), trainer.optimizer.state_dict()
+        save_state(path, {"model": model, "optimizer": optimizer, **state})
+
+
+def restore_checkpoint(trainer: Any, path: str | os.PathLike[str], callbacks: list[Any]) -> None:
+    if Path(path).is_dir():
+        from kiln.train._distributed import load_sharded
+
+        state = load_sharded(path, trainer.model, trainer.optimizer)
+    else:
+        state = load_state(path)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scaler is not None and state["scaler"] is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
+        cb.load_state_dict(cb_state)
+    trainer.history = state["history"]
+    trainer.epoch, trainer.step = state["epoch"], state["step"]
+    # a mid-epoch position is kept as samples seen, so a run resumed with another number of
+    # processes or batch size continues after them (exact when the global batches divide them)
+    trainer.step_in_epoch = state["samples_in_epoch"] // trainer.global_batch
+    trainer._sums.copy_(state["sums"])
+    restore_rng(state)

@@ -28,7 +28,7 @@ from kiln.train._batches import (
 )
 from kiln.train._callback import Callback, Logs
 from kiln.train._data import assemble, split_tail
-from kiln.train._distributed import from_environment
+from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
     make_capturable,
     to_channels_last,
@@ -40,7 +40,7 @@ from kiln.train._graphed import CudaGraphStep
 from kiln.train._history import History, NonFiniteLossError
 from kiln.train._objective import Objective
 from kiln.train._optimizers import make_optimizer
-from kiln.train._resume import load_state, restore_rng, save_state
+from kiln.train._resume import restore_checkpoint, save_checkpoint
 
 
 class Trainer:
@@ -70,6 +70,7 @@ class Trainer:
         compile: bool | str = "auto",
         cuda_graphs: bool | str = "auto",
         channels_last: bool | str = "auto",
+        strategy: str = "auto",
         **optimizer_options: Any,
     ) -> None:
         self.model = model
@@ -84,6 +85,9 @@ class Trainer:
         self.channels_last = False
         self._step_fn: Any = None
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
+        if strategy not in ("auto", "ddp", "fsdp"):
+            raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
+        self.strategy = "ddp" if strategy == "auto" else strategy
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
@@ -97,6 +101,7 @@ class Trainer:
         self.is_main_process = self.dist is None or self.dist.is_main
         self.verbose = 1
         self.step_in_epoch = 0
+        self.global_batch = 0  # samples per optimizer step, all processes together
         # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
         # counter and the first step whose loss was not finite. Sized in _setup.
         self._sums = torch.zeros(0, 2)
@@ -156,6 +161,7 @@ class Trainer:
             )
         self._setup(next(iter(loader.epoch(0))), targets)
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
+        self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
         self.stop_training = False
         self.epoch, self.step_in_epoch, self.history = 0, 0, {}
         self._first_bad.zero_()
@@ -299,7 +305,7 @@ class Trainer:
                 _, stats = self.objective(out, y, w)  # type: ignore[misc]
                 self._sums += stats
         self.model.train()
-        sums = self.dist.sum(self._sums) if self.dist else self._sums.clone()
+        sums = self.dist.sum(self._sums) if self.dist and self._split_eval else self._sums.clone()
         self._sums.copy_(saved)
         return self._logs_from(sums.flatten().tolist())
 
@@ -322,10 +328,18 @@ class Trainer:
                     tree_map(lambda t: t.float().cpu() if t.is_floating_point() else t.cpu(), out)
                 )
         self.model.train()
-        return concat_outputs(flatten_lists(self.dist.gather(outs)) if self.dist else outs)
+        if self.dist and self._split_eval:
+            outs = flatten_lists(self.dist.gather(outs))
+        return concat_outputs(outs)
+
+    @property
+    def _split_eval(self) -> bool:
+        """Evaluate and predict a part per rank? Not with FSDP: there every forward is a
+        collective, so every rank runs every batch (and the sums need no reduction)."""
+        return self.dist is not None and self.strategy != "fsdp"
 
     def _my_part(self, data: Any) -> Any:
-        return self.dist.shard(data) if self.dist else data
+        return self.dist.shard(data) if self.dist and self._split_eval else data
 
     # ---- set-up -------------------------------------------------------------------------
 
@@ -343,9 +357,11 @@ class Trainer:
             )
             if self.channels_last:
                 self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
+                self.dist.wrap(self.model, self.device, "fsdp")
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
-            if self.dist:
-                self._train_model = self.dist.wrap(self.model, self.device)
+            if self.dist and self.strategy == "ddp":
+                self._train_model = self.dist.wrap(self.model, self.device, "ddp")
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad(), self._autocast():
@@ -403,36 +419,16 @@ class Trainer:
     # ---- resume -------------------------------------------------------------------------
 
     def _save(self, path: str | Path, callbacks: list[Callback]) -> None:
-        if not self.is_main_process:
-            return
-        save_state(
-            path,
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),  # type: ignore[union-attr]
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "callbacks": [cb.state_dict() for cb in callbacks],
-                "history": self.history,
-                "epoch": self.epoch,
-                "step": self.step,
-                "step_in_epoch": self.step_in_epoch,
-                "sums": self._sums.cpu(),
-            },
-        )
+        save_checkpoint(self, path, callbacks, sharded=self.strategy == "fsdp")
 
     def _restore(self, path: str | Path, callbacks: list[Callback]) -> None:
-        state = load_state(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
+        restore_checkpoint(self, path, callbacks)
         if isinstance(self._step_fn, CudaGraphStep):
             make_capturable(self.optimizer, self.device)  # type: ignore[arg-type]
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        for cb, cb_state in zip(callbacks, state["callbacks"], strict=False):
-            cb.load_state_dict(cb_state)
-        self.history = state["history"]
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.step_in_epoch = state["step_in_epoch"]
-        self._sums.copy_(state["sums"])
         self._step_t.fill_(self.step)
-        restore_rng(state)
+
+    def model_state_dict(self) -> dict[str, Tensor]:
+        """The model's whole weights; with a sharded (FSDP) model, a collective on every rank."""
+        if self.dist and self.strategy == "fsdp":
+            return full_state_dict(self.model)
+        return self.model.state_dict()
