@@ -58,12 +58,15 @@ def is_json(value: Any) -> bool:
 def module_spec(module: nn.Module) -> dict[str, Any] | None:
     """``{"class": path, "config": kwargs}`` that rebuilds ``module`` (weights aside), or None."""
     # the module's own class, not a subclass torch made on the fly (FSDP2's FSDPLinear, ...)
-    cls = next(c for c in type(module).__mro__ if not c.__module__.startswith("torch.distributed"))
+    cls: type = next(
+        c for c in type(module).__mro__ if not c.__module__.startswith("torch.distributed")
+    )
     path = import_path(cls)
     if path is None:
         return None
     config = {}
-    for name, param in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+    init = cls.__init__  # type: ignore[misc]
+    for name, param in list(inspect.signature(init).parameters.items())[1:]:
         value = getattr(module, name, _MISSING)
         if isinstance(param.default, bool) and isinstance(value, (torch.Tensor, type(None))):
             value = value is not None  # e.g. Linear's bias=False leaves a None bias attribute
