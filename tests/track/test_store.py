@@ -117,3 +117,21 @@ def test_tokens_are_stored_hashed(store: Store):
 
         stored = conn.execute(sa.text("SELECT sha256 FROM tokens")).scalars().all()
     assert token not in stored and len(stored[0]) == 64
+
+
+def test_store_down_mid_run_loses_nothing(store: Store):
+    from kiln.track._migrate import make_engine
+
+    run = store.create_run("flaky")
+    run.log_metrics({"loss": 1.0}, step=1)
+    assert run.flush(10)
+    working, store.engine = store.engine, make_engine("sqlite:////nonexistent/dir/kiln.db")
+    with pytest.warns(RuntimeWarning, match="cannot write to the store"):
+        for step in range(2, 102):
+            run.log_metrics({"loss": 1.0 / step}, step=step)  # returns at once, store or not
+        assert not run.flush(1.0)
+    store.engine = working
+    assert run.flush(20)
+    run.finish()
+    assert store.metrics(run.id, ["loss"])["loss"].step == list(range(1, 102))
+    assert store.get_run(run.id).status == "finished"
