@@ -1,0 +1,347 @@
+"""`Study`: a search space, objectives and constraints, and the trials that explore them."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from kiln.tune._pareto import hypervolume, pareto_mask
+from kiln.tune._pruner import BasePruner, SuccessiveHalving
+from kiln.tune._sampler import BaseSampler, Random, Sobol
+from kiln.tune._space import LinearConstraint, Space
+from kiln.tune._storage import BaseStorage, make_storage
+from kiln.tune._trial import Trial, TrialPruned, TrialState
+
+_DIRECTIONS = ("max", "min")
+_OPS = ("<=", ">=")
+
+
+def _sampler_from_json(data: Mapping[str, Any]) -> BaseSampler:
+    from kiln.tune._bayes import Bayes
+
+    kinds: dict[str, type[BaseSampler]] = {"Random": Random, "Sobol": Sobol, "Bayes": Bayes}
+    data = dict(data)
+    return kinds[data.pop("type")](**data)
+
+
+class Study:
+    """Optimize up to a few objectives over a search space.
+
+    >>> from kiln.tune import Float, Random
+    >>> study = Study({"x": Float(-2.0, 2.0)}, {"y": "min"}, sampler=Random(seed=0))
+    >>> study.optimize(lambda t: {"y": t.params["x"] ** 2}, trials=20)
+    >>> round(study.best_trial.params["x"], 1) == 0.0 or study.best_trial.values["y"] < 0.2
+    True
+
+    - `objectives`: `{metric: "max" | "min"}`; several give a Pareto front.
+    - `constraints`: `{metric: ("<=" | ">=", bound)}`; a trial is feasible when all hold.
+    - `thresholds`: `{objective: value}`, the worst value worth having; the reference point of
+      the hypervolume, and the part of the front the Bayes sampler focuses on.
+    - Any other metric the objective function returns is stored with the trial.
+    - `storage`: None (in memory), a `BaseStorage`, or a database URL ("sqlite:///kiln.db").
+    """
+
+    def __init__(
+        self,
+        space: Space | Mapping[str, Any],
+        objectives: Mapping[str, str],
+        *,
+        constraints: Mapping[str, tuple[str, float]] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        linear_constraints: list[LinearConstraint | tuple] | None = None,
+        sampler: BaseSampler | None = None,
+        pruner: BasePruner | None = None,
+        storage: BaseStorage | str | None = None,
+        name: str | None = None,
+        _create: bool = True,
+    ) -> None:
+        if not isinstance(space, Space):
+            space = Space(space, linear_constraints or ())
+        elif linear_constraints:
+            raise ValueError("Pass linear_constraints to Space(...) or to Study, not both.")
+        self.space = space
+        self.objectives = self._check_objectives(objectives)
+        self.constraints = self._check_constraints(constraints or {})
+        self.thresholds = {k: float(v) for k, v in (thresholds or {}).items()}
+        if unknown := set(self.thresholds) - set(self.objectives):
+            raise ValueError(f"thresholds must name objectives {list(self.objectives)}. "
+                             f"Received: {sorted(unknown)}")  # fmt: skip
+        if sampler is None:
+            from kiln.tune._bayes import Bayes
+
+            sampler = Bayes()
+        self.sampler, self.pruner = sampler, pruner
+        self.storage = make_storage(storage)
+        self.name = name or f"study-{uuid.uuid4().hex[:8]}"
+        self._lock = threading.RLock()
+        if _create:
+            self.storage.create_study(self.name, self.config())
+
+    @staticmethod
+    def _check_objectives(objectives: Mapping[str, str]) -> dict[str, str]:
+        if isinstance(objectives, str) or not objectives:
+            raise ValueError(
+                f'objectives must be a dict like {{"accuracy": "max"}}. Received: {objectives!r}'
+            )
+        for name, d in objectives.items():
+            if d not in _DIRECTIONS:
+                raise ValueError(f"Objective directions are 'max' or 'min'. Received: {name}={d!r}")
+        return dict(objectives)
+
+    @staticmethod
+    def _check_constraints(constraints: Mapping[str, Any]) -> dict[str, tuple[str, float]]:
+        out = {}
+        for name, rule in constraints.items():
+            ok = isinstance(rule, tuple | list) and len(rule) == 2 and rule[0] in _OPS
+            if not ok or not isinstance(rule[1], int | float):
+                raise ValueError(
+                    f'A constraint is (op, bound) with op "<=" or ">=", e.g. '
+                    f'{{"params": ("<=", 1e6)}}. Received: {name}={rule!r}'
+                )
+            out[name] = (str(rule[0]), float(rule[1]))
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_json(),
+            "objectives": self.objectives,
+            "constraints": {k: list(v) for k, v in self.constraints.items()},
+            "thresholds": self.thresholds,
+            "sampler": self.sampler.to_json(),
+            "pruner": self.pruner.to_json() if self.pruner else None,
+        }
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        storage: BaseStorage | str,
+        *,
+        sampler: BaseSampler | None = None,
+        pruner: BasePruner | None = None,
+    ) -> Study:
+        """The study `name` from `storage`, with its sampler and pruner as saved (or those
+        given): asking it for trials continues exactly where the saved one stopped."""
+        storage = make_storage(storage)
+        cfg = storage.load_study(name)
+        if pruner is None and cfg["pruner"]:
+            spec = dict(cfg["pruner"])
+            pruner = {"SuccessiveHalving": SuccessiveHalving}[spec.pop("type")](**spec)
+        return cls(
+            Space.from_json(cfg["space"]),
+            cfg["objectives"],
+            constraints={k: tuple(v) for k, v in cfg["constraints"].items()},
+            thresholds=cfg["thresholds"],
+            sampler=sampler or _sampler_from_json(cfg["sampler"]),
+            pruner=pruner,
+            storage=storage,
+            name=name,
+            _create=False,
+        )
+
+    # --- trials -------------------------------------------------------------------------
+    @property
+    def trials(self) -> list[Trial]:
+        return self.storage.trials(self.name)
+
+    def enqueue(self, params: Mapping[str, Any]) -> Trial:
+        """Queue a point to evaluate next (a known good configuration, say)."""
+        trial = Trial(-1, self.space.validate(params))
+        self.storage.create_trial(self.name, trial)
+        return self._attach(trial)
+
+    def ask(self, n: int | None = None) -> Any:
+        """A new running trial (or a list of `n`): queued points first, then the sampler's."""
+        with self._lock:
+            trials = self.trials
+            queued = [t for t in trials if t.state is TrialState.PENDING][: n or 1]
+            out = []
+            for trial in queued:
+                trial.state, trial.started = TrialState.RUNNING, time.time()
+                self.storage.update_trial(self.name, trial)
+                out.append(self._attach(trial))
+            need = (n or 1) - len(out)
+            for params in self.sampler.suggest(self, need) if need else []:
+                trial = Trial(-1, self.space.validate(params), TrialState.RUNNING)
+                self.storage.create_trial(self.name, trial)
+                out.append(self._attach(trial))
+        return out if n is not None else out[0]
+
+    def _attach(self, trial: Trial) -> Trial:
+        trial._study = self
+        return trial
+
+    def tell(
+        self,
+        trial: Trial | int,
+        values: Mapping[str, float] | float | None = None,
+        *,
+        state: TrialState | str | None = None,
+        error: str | None = None,
+    ) -> Trial:
+        """Finish a trial: with its metric values (completed), or with a state ("failed",
+        "pruned"). Values that are missing an objective or not finite fail the trial."""
+        with self._lock:
+            number = trial if isinstance(trial, int) else trial.number
+            record = self.trials[number]
+            if record.state.finished:
+                raise ValueError(f"Trial {number} is already {record.state.value}.")
+            state = TrialState(state) if state is not None else TrialState.COMPLETED
+            if state is TrialState.COMPLETED:
+                try:
+                    record.values = self._check_values(values)
+                except ValueError as e:
+                    state, error = TrialState.FAILED, str(e)
+            elif values is not None:
+                record.values = self._check_values(values, partial=True)
+            record.state, record.error, record.finished = state, error, time.time()
+            self.storage.update_trial(self.name, record)
+            if isinstance(trial, Trial):
+                trial.state, trial.values, trial.error = state, record.values, error
+            return record
+
+    def _check_values(self, values: Any, partial: bool = False) -> dict[str, float]:
+        if not isinstance(values, Mapping):
+            if len(self.objectives) == 1 and isinstance(values, int | float):
+                values = {next(iter(self.objectives)): values}
+            else:
+                raise ValueError(
+                    f"The objective function must return a dict with {self.metric_names()}. "
+                    f"Received: {values!r}"
+                )
+        out = {str(k): float(v) for k, v in values.items()}
+        needed = [] if partial else self.metric_names()
+        if missing := [m for m in needed if m not in out]:
+            raise ValueError(f"Missing metrics {missing}. Received: {out}")
+        if bad := {
+            m: out[m] for m in self.metric_names() if m in out and not math.isfinite(out[m])
+        }:
+            raise ValueError(f"Metrics must be finite numbers. Received: {bad}")
+        return out
+
+    def metric_names(self) -> list[str]:
+        return list(dict.fromkeys([*self.objectives, *self.constraints]))
+
+    def _report(self, trial: Trial, step: int, values: Mapping[str, float] | float) -> None:
+        with self._lock:
+            checked = self._check_values(values, partial=True)
+            trial.intermediate[int(step)] = checked
+            trial.heartbeat = time.time()
+            self.storage.update_trial(self.name, trial)
+            if self.pruner is not None and self.pruner.should_prune(self, trial, int(step)):
+                raise TrialPruned(f"Trial {trial.number} pruned at step {step}.")
+
+    def mark_stale(self, older_than: float = 300.0) -> list[int]:
+        """Mark running trials without a heartbeat (report) for `older_than` s as stale."""
+        stale = []
+        with self._lock:
+            for t in self.trials:
+                if t.state is TrialState.RUNNING and time.time() - t.heartbeat > older_than:
+                    t.state, t.finished = TrialState.STALE, time.time()
+                    self.storage.update_trial(self.name, t)
+                    stale.append(t.number)
+        return stale
+
+    # --- running --------------------------------------------------------------------------
+    def optimize(
+        self,
+        fn: Callable[[Trial], Mapping[str, float] | float],
+        trials: int,
+        workers: int | None = None,
+        processes: bool | None = None,
+    ) -> None:
+        """Run `fn(trial)` for `trials` new trials on `workers` parallel workers.
+
+        Workers are threads on a CPU; with CUDA GPUs they default to one process per GPU, each
+        seeing only its own (CUDA_VISIBLE_DEVICES). A trial that raises is recorded as failed
+        with its traceback and the study goes on; `TrialPruned` records it as pruned."""
+        from kiln.tune._workers import run_workers
+
+        run_workers(self, fn, trials, workers, processes)
+
+    def _finish(self, trial: Trial, outcome: str, payload: Any) -> None:
+        if outcome == "done":
+            self.tell(trial, payload)
+        elif outcome == "pruned":
+            self.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.tell(trial, state=TrialState.FAILED, error=str(payload))
+
+    def _run_local(self, fn: Callable[[Trial], Any], trial: Trial) -> None:
+        try:
+            result = fn(trial)
+        except TrialPruned:
+            self._finish(trial, "pruned", None)
+        except Exception:
+            self._finish(trial, "failed", traceback.format_exc())
+        else:
+            self._finish(trial, "done", result)
+
+    # --- results --------------------------------------------------------------------------
+    def maximized(self, values: Mapping[str, float]) -> np.ndarray:
+        """Objective values of one trial as a vector where larger is better in every entry."""
+        return np.array([(1 if d == "max" else -1) * values[m] for m, d in self.objectives.items()])
+
+    def is_feasible(self, values: Mapping[str, float]) -> bool:
+        for metric, (op, bound) in self.constraints.items():
+            v = values[metric]
+            if (op == "<=" and v > bound) or (op == ">=" and v < bound):
+                return False
+        return True
+
+    def completed(self, feasible: bool = False) -> list[Trial]:
+        done = [t for t in self.trials if t.state is TrialState.COMPLETED]
+        return [t for t in done if self.is_feasible(t.values)] if feasible else done
+
+    def pareto_front(self) -> list[Trial]:
+        """Feasible completed trials that no other feasible trial dominates."""
+        done = self.completed(feasible=True)
+        if not done:
+            return []
+        mask = pareto_mask(np.stack([self.maximized(t.values) for t in done]))
+        return [t for t, keep in zip(done, mask) if keep]
+
+    best_trials = property(pareto_front)
+
+    @property
+    def best_trial(self) -> Trial:
+        if len(self.objectives) != 1:
+            raise ValueError(f"best_trial needs one objective; this study has "
+                             f"{list(self.objectives)}: use pareto_front().")  # fmt: skip
+        front = self.pareto_front()
+        if not front:
+            raise ValueError("No feasible completed trial yet.")
+        return front[0]
+
+    def reference_point(self) -> np.ndarray:
+        """The hypervolume's reference (maximized convention): the thresholds where given,
+        else the worst feasible value minus a tenth of the range, as BoTorch infers it."""
+        done = self.completed(feasible=True)
+        y = np.stack([self.maximized(t.values) for t in done]) if done else None
+        ref = []
+        for j, (m, d) in enumerate(self.objectives.items()):
+            if m in self.thresholds:
+                ref.append((1 if d == "max" else -1) * self.thresholds[m])
+            elif y is None:
+                raise ValueError(f"No feasible trial to infer a reference for {m!r} from; "
+                                 "give thresholds.")  # fmt: skip
+            else:
+                lo, hi = y[:, j].min(), y[:, j].max()
+                ref.append(lo - 0.1 * (hi - lo if hi > lo else max(1.0, abs(lo))))
+        return np.array(ref)
+
+    def hypervolume(self, reference: Mapping[str, float] | None = None) -> float:
+        """Hypervolume of the feasible completed trials, against `reference` (metric values in
+        their own units), else `reference_point()`."""
+        ref = self.maximized(reference) if reference is not None else self.reference_point()
+        done = self.completed(feasible=True)
+        if not done:
+            return 0.0
+        return hypervolume(np.stack([self.maximized(t.values) for t in done]), ref)

@@ -1,0 +1,161 @@
+"""Local workers for `Study.optimize`: threads, or one process per GPU.
+
+Every worker is a thread of the calling process that asks the study for a trial, runs it and
+tells the result. In process mode the thread hands the trial to its own child process (spawned,
+with its own CUDA_VISIBLE_DEVICES) and relays `trial.report` calls, so the study, its sampler
+and its pruner live in one place and need no locking across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kiln.tune._trial import Trial, TrialPruned
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from kiln.tune._study import Study
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_env(index: int, gpus: int) -> dict[str, str]:
+    """Environment of worker `index`: GPU `index % gpus` alone, one CPU thread per worker
+    when there are no GPUs (the workers share the cores)."""
+    if gpus > 0:
+        return {"CUDA_VISIBLE_DEVICES": str(index % gpus)}
+    return {"OMP_NUM_THREADS": "1"}
+
+
+def run_workers(
+    study: Study, fn: Callable[[Trial], Any], trials: int, workers: int | None,
+    processes: bool | None,
+) -> None:  # fmt: skip
+    gpus = gpu_count()
+    workers = workers or max(1, gpus)
+    processes = gpus > 0 if processes is None else processes
+    left = [int(trials)]
+    budget = threading.Lock()
+
+    def take() -> bool:
+        with budget:
+            left[0] -= 1
+            return left[0] >= 0
+
+    errors: list[BaseException] = []
+
+    def loop(index: int) -> None:
+        child = None
+        try:
+            child = _Child(fn, worker_env(index, gpus)) if processes else None
+            while not errors and take():
+                trial = study.ask()
+                if child is None:
+                    study._run_local(fn, trial)
+                else:
+                    child.run(study, trial)
+        except BaseException as e:  # the study itself broke (not a trial): stop every worker
+            errors.append(e)
+        finally:
+            if child is not None:
+                child.close()
+
+    threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+class _RemoteTrial(Trial):
+    """The trial a child process sees: `report` asks the parent whether to stop."""
+
+    _conn: Connection | None = None
+
+    def report(self, step: int, values: dict[str, float] | float) -> None:
+        assert self._conn is not None
+        self._conn.send(("report", step, values))
+        verdict, message = self._conn.recv()
+        if verdict == "prune":
+            raise TrialPruned(message)
+        if verdict == "error":
+            raise ValueError(message)
+
+
+def _child_main(conn: Connection, env: dict[str, str], fn_bytes: bytes) -> None:
+    os.environ.update(env)  # before anything in fn can touch CUDA
+    fn = pickle.loads(fn_bytes)
+    while (job := conn.recv()) is not None:
+        number, params = job
+        trial = _RemoteTrial(number, params)
+        trial._conn = conn
+        try:
+            result = fn(trial)
+        except TrialPruned:
+            conn.send(("pruned", None))
+        except Exception:
+            conn.send(("failed", traceback.format_exc()))
+        else:
+            conn.send(("done", result))
+
+
+class _Child:
+    def __init__(self, fn: Callable[[Trial], Any], env: dict[str, str]) -> None:
+        try:
+            self._fn_bytes = pickle.dumps(fn)
+        except Exception as e:
+            raise TypeError(
+                "Worker processes need a picklable objective (a module-level function). "
+                f"Received: {fn!r} ({e})"
+            ) from e
+        self._env = env
+        self._start()
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self._proc = ctx.Process(target=_child_main, args=(child_conn, self._env, self._fn_bytes),
+                                 daemon=True)  # fmt: skip
+        self._proc.start()
+
+    def run(self, study: Study, trial: Trial) -> None:
+        self._conn.send((trial.number, trial.params))
+        while True:
+            try:
+                message = self._conn.recv()
+            except EOFError:  # the child died (out of memory, a segfault): restart it
+                code = self._proc.exitcode
+                self._start()
+                study._finish(trial, "failed", f"worker process died (exit code {code})")
+                return
+            if message[0] != "report":
+                study._finish(trial, message[0], message[1])
+                return
+            try:
+                study._report(trial, message[1], message[2])
+                self._conn.send(("continue", None))
+            except TrialPruned as e:
+                self._conn.send(("prune", str(e)))
+            except ValueError as e:
+                self._conn.send(("error", str(e)))
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._conn.send(None)
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
