@@ -104,3 +104,17 @@ def test_serve_refuses_open_address_without_token(store: Store):
 
     with pytest.raises(SystemExit, match="requires an API token"):
         serve(store, host="0.0.0.0")
+
+
+def test_dashboard_pages_and_vendored_chart_library_are_served(client: TestClient):
+    page = client.get("/")
+    assert page.status_code == 200 and "kiln dashboard" in page.text
+    assert "uPlot" in client.get("/ui/vendor/uPlot.iife.min.js").text
+    assert "MIT" in client.get("/ui/vendor/uPlot.LICENSE").text
+
+
+def test_missing_extra_names_the_pip_command():
+    from kiln._extras import require
+
+    with pytest.raises(ImportError, match=r"pip install 'kiln\[server\]'"):
+        require("kiln_no_such_module", "server")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kiln._extras import require
+from kiln.dashboard import STATIC as DASHBOARD
 from kiln.track import Store
-
-DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard" / "static"
 
 
 def create_app(
