@@ -18,8 +18,12 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.fixture(autouse=True)
-def _offline_and_seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline_and_seeded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     monkeypatch.setenv("KILN_OFFLINE", "1")
+    # fit() records runs by default: into a store of the test's own, not ./kiln.db
+    monkeypatch.setenv("KILN_STORE", str(tmp_path_factory.mktemp("store") / "kiln.db"))
     torch.manual_seed(0)
 
 

@@ -49,7 +49,7 @@ def _close(a, b):
 
 def test_fsdp_on_two_processes_matches_one_process_and_resumes_on_one(tmp_path):
     straight, _ = _run(tmp_path, "one", 1, 16, 3)
-    fsdp, out = _run(tmp_path, "fsdp", 2, 8, 3, "fsdp")
+    fsdp, _ = _run(tmp_path, "fsdp", 2, 8, 3, "fsdp")
     _close(straight, fsdp)
     _close(fsdp, load_file(tmp_path / "last.kiln"))  # ModelCheckpoint gathered the shards
     # 2 epochs sharded on 2 processes, the 3rd on 1 process from the sharded checkpoint

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from kiln._version import __version__
+from kiln.cli import _dashboard as dashboard_commands
 from kiln.cli._launch import add_options as add_launch_options
 from kiln.cli._launch import add_parser as add_launch_parser
 from kiln.cli._launch import launch
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "zoo":
         return _zoo_list()
+    if args.command in dashboard_commands.COMMANDS:
+        return dashboard_commands.run(args)
     parser.print_help()
     return 0
 
@@ -70,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     add_launch_options(train)
     add_launch_parser(sub)
+    dashboard_commands.add_parsers(sub)
     zoo = sub.add_parser("zoo", help="the model zoo")
     zoo.add_argument("action", choices=["list"])
     return parser

@@ -126,12 +126,16 @@ class Trainer:
         sample_weight: Any = None,
         resume: str | Path | None = None,
         checkpoint_every: int | None = None,
+        track: Any = True,
     ) -> History:
         """Train for ``epochs`` epochs; see the class docstring for what is chosen for you.
 
         ``resume``: a file that holds the full training state. If it exists, training continues
         from it; it is rewritten at every epoch end and every ``checkpoint_every`` steps, so a
         killed run restarted with the same call ends with the same weights.
+
+        ``track``: record the run in kiln's store (True: ``$KILN_STORE`` or ``./kiln.db``; or a
+        ``kiln.track.Store`` or URL); ``kiln dashboard`` shows it. False turns it off.
         """
         self._require_objective("fit")
         data, targets = assemble(x, y, sample_weight, class_weight)
@@ -165,7 +169,7 @@ class Trainer:
         self.stop_training = False
         self.epoch, self.step_in_epoch, self.history = 0, 0, {}
         self._first_bad.zero_()
-        callbacks = self._callbacks(callbacks, verbose, batch_size)
+        callbacks = self._callbacks(callbacks, verbose, batch_size, track)
         if resume is not None and Path(resume).exists():
             self._restore(resume, callbacks)
         for cb in callbacks:
@@ -406,9 +410,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _callbacks(
-        self, callbacks: list[Callback] | None, verbose: int, batch_size: int
+        self, callbacks: list[Callback] | None, verbose: int, batch_size: int, track: Any
     ) -> list[Callback]:
         callbacks = list(callbacks or [])
+        if track is not False and track is not None:
+            from kiln.track import TrackingCallback
+
+            if not any(isinstance(cb, TrackingCallback) for cb in callbacks):
+                callbacks.append(TrackingCallback(None if track is True else track))
         if verbose:
             from kiln.train.callbacks import ProgressBar
 
