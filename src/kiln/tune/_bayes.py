@@ -73,7 +73,9 @@ class Bayes(BaseSampler):
                 warnings.simplefilter("ignore")
                 torch.manual_seed(self.seed * 100_003 + len(trials))
                 points = self._optimize(study, trials, done, busy, n)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as e:
+        except ImportError:
+            raise
+        except Exception as e:  # a model that cannot be fitted must not stop the study
             warnings.warn(f"Bayes fell back to random points ({type(e).__name__}: {e})",
                           RuntimeWarning, stacklevel=2)  # fmt: skip
             return Random(self.seed).suggest(study, n)
@@ -200,6 +202,9 @@ def _LogFeasibility(model: Any, cons: list[Any], sampler: Any, pending: Any) -> 
             feasible = torch.sigmoid(-g / 1e-2).prod(-1)
             return feasible.max(-1).values.mean(0).clamp_min(1e-30).log()
 
-    acq = LogFeasibility(model, sampler=sampler)
+    from botorch.acquisition.objective import GenericMCObjective
+
+    # the objective is unused (forward reads the samples) but BoTorch wants one for many outputs
+    acq = LogFeasibility(model, sampler=sampler, objective=GenericMCObjective(_first_output))
     acq.set_X_pending(pending)
     return acq

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +53,8 @@ class Trial:
         self._study._report(self, step, values)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("_study")
+        data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)
+                if f.name != "_study"}  # fmt: skip
         data["state"] = self.state.value
         data["intermediate"] = {str(k): v for k, v in self.intermediate.items()}
         return data

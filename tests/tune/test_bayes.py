@@ -1,0 +1,81 @@
+"""The Bayes sampler: better than random search, feasibility first, learns from failures."""
+
+import builtins
+import math
+
+import numpy as np
+import pytest
+import torch
+from botorch.test_functions.multi_objective import BraninCurrin
+
+from kiln.tune import Bayes, Float, Random, Study, TrialState
+
+from .conftest import fast_bayes
+
+BRANIN_CURRIN = BraninCurrin()
+
+
+def _branin_currin(trial):
+    y = BRANIN_CURRIN(torch.tensor([[trial.params["x0"], trial.params["x1"]]]))[0]
+    return {"branin": float(y[0]), "currin": float(y[1])}
+
+
+def _hypervolume(sampler, budget: int) -> float:
+    study = Study({"x0": Float(0.0, 1.0), "x1": Float(0.0, 1.0)},
+                  {"branin": "min", "currin": "min"}, thresholds={"branin": 18.0, "currin": 6.0},
+                  sampler=sampler)  # fmt: skip
+    study.optimize(_branin_currin, trials=budget)
+    return study.hypervolume()
+
+
+def test_bayes_beats_random_search_on_branin_currin():
+    # BoTorch's max hypervolume for this reference point is 59.36.
+    bayes = [_hypervolume(fast_bayes(seed, n_startup=5), 14) for seed in (0, 1)]
+    random = [_hypervolume(Random(seed), 14) for seed in (0, 1)]
+    assert min(bayes) > max(random) and np.mean(bayes) > 40, (bayes, random)
+
+
+def test_feasibility_first_then_inside_the_feasible_region():
+    # feasible only for x > 0.9; the objective pulls towards x = 0
+    study = Study({"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}, {"v": "min"},
+                  constraints={"c": ("<=", 0.0)}, sampler=fast_bayes(0, n_startup=3))  # fmt: skip
+    for params in ({"x": 0.1, "y": 0.5}, {"x": 0.4, "y": 0.2}, {"x": 0.6, "y": 0.8}):
+        study.enqueue(params)
+    study.optimize(lambda t: {"v": t.params["x"], "c": 0.9 - t.params["x"]}, trials=6)
+    assert any(study.is_feasible(t.values) for t in study.trials[3:])
+    assert 0.9 <= study.best_trial.params["x"] < 0.97
+
+
+def test_failed_trials_are_modelled_and_the_search_converges_beside_them():
+    def fn(trial):
+        if trial.params["x"] > 0.5:
+            raise RuntimeError("diverged")
+        return {"v": -trial.params["x"]}  # best just below the failing region
+
+    study = Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=fast_bayes(0, n_startup=4))
+    study.optimize(fn, trials=10)
+    assert sum(t.state is TrialState.FAILED for t in study.trials[4:]) <= 4
+    assert study.best_trial.params["x"] > 0.4
+
+
+def test_more_than_four_objectives_use_parego():
+    space = {f"x{i}": Float(0.0, 1.0) for i in range(3)}
+    objectives = {f"f{i}": "min" for i in range(5)}
+    study = Study(space, objectives, sampler=fast_bayes(0, n_startup=4))
+    study.optimize(lambda t: {f"f{i}": (sum(t.params.values()) - i / 4) ** 2 for i in range(5)},
+                   trials=5)  # fmt: skip
+    assert all(t.state is TrialState.COMPLETED for t in study.trials)
+    assert math.isfinite(study.hypervolume())
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_botorch(name, *args, **kwargs):
+        if name.startswith("botorch"):
+            raise ImportError("No module named 'botorch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_botorch)
+    with pytest.raises(ImportError, match=r"pip install 'kiln\[tune\]'"):
+        Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=Bayes(seed=0)).ask()

@@ -1,0 +1,83 @@
+"""The storage contract (kiln.tune.BaseStorage's docstring) against every storage, and a study
+saved to a file resuming exactly."""
+
+import threading
+
+import pytest
+
+from kiln.tune import Float, InMemoryStorage, Int, Random, Sobol, Study, SuccessiveHalving, Trial
+from kiln.tune._storage_sql import SQLStorage
+
+from .conftest import fast_bayes
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request, tmp_path):
+    return (
+        InMemoryStorage()
+        if request.param == "memory"
+        else SQLStorage(f"sqlite:///{tmp_path / 'tune.db'}")
+    )
+
+
+def test_studies_are_created_once_and_loaded_by_name(storage):
+    storage.create_study("s", {"a": [1, 2]})
+    assert storage.load_study("s") == {"a": [1, 2]} and storage.study_names() == ["s"]
+    with pytest.raises(ValueError, match="'s' already exists"):
+        storage.create_study("s", {})
+    with pytest.raises(KeyError, match="'nope'"):
+        storage.load_study("nope")
+    with pytest.raises(KeyError, match="'nope'"):
+        storage.trials("nope")
+
+
+def test_trial_numbers_are_dense_under_threads(storage):
+    storage.create_study("s", {})
+
+    def add():
+        for _ in range(10):
+            storage.create_trial("s", Trial(-1, {"x": 1.0}))
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [t.number for t in storage.trials("s")] == list(range(40))
+
+
+def test_reads_are_copies_and_updates_persist(storage):
+    storage.create_study("s", {})
+    trial = Trial(-1, {"x": 1.0})
+    storage.create_trial("s", trial)
+    trial.values, trial.intermediate = {"a": 2.0}, {3: {"a": 1.5}}
+    storage.update_trial("s", trial)
+    read = storage.trials("s")[0]
+    assert read.values == {"a": 2.0} and read.intermediate == {3: {"a": 1.5}}
+    read.params["x"] = 9.0
+    assert storage.trials("s")[0].params == {"x": 1.0}
+    with pytest.raises(KeyError):
+        storage.update_trial("s", Trial(7, {}))
+
+
+@pytest.mark.parametrize("sampler", [lambda: Random(seed=3), lambda: Sobol(seed=3),
+                                     lambda: fast_bayes(seed=3, n_startup=3)])  # fmt: skip
+def test_a_loaded_study_resumes_exactly(tmp_path, sampler):
+    def fn(trial):
+        return {"a": trial.params["x"] * trial.params["n"], "b": (trial.params["x"] - 0.5) ** 2}
+
+    def new(url: str) -> Study:
+        return Study({"x": Float(0.0, 1.0), "n": Int(1, 4)}, {"a": "max", "b": "min"},
+                     thresholds={"a": 0.0, "b": 1.0}, sampler=sampler(),
+                     pruner=SuccessiveHalving(2, 3), storage=url, name="resume")  # fmt: skip
+
+    whole = new(f"sqlite:///{tmp_path / 'whole.db'}")
+    whole.optimize(fn, trials=5)
+    url = f"sqlite:///{tmp_path / 'parts.db'}"
+    new(url).optimize(fn, trials=3)
+    resumed = Study.load("resume", storage=url)
+    assert resumed.pruner.to_json() == {"type": "SuccessiveHalving", "min_step": 2, "reduction": 3}
+    assert resumed.sampler.to_json() == whole.sampler.to_json()
+    resumed.optimize(fn, trials=2)
+    assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]
+    assert resumed.hypervolume() == pytest.approx(whole.hypervolume())

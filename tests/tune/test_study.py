@@ -1,0 +1,123 @@
+"""Studies: ask/tell, trial states, failures, workers, Pareto front and hypervolume."""
+
+import operator
+import threading
+import time
+
+import pytest
+
+from kiln.tune import Float, Int, Random, Sobol, Study, TrialState
+from kiln.tune._workers import worker_env
+
+
+def _study(**kwargs) -> Study:
+    space = {"x": Float(0.0, 1.0), "n": Int(1, 10)}
+    return Study(space, {"a": "max", "b": "min"}, sampler=Random(seed=0), **kwargs)
+
+
+def test_ask_tell_and_states():
+    study = _study(constraints={"size": ("<=", 5.0)})
+    trial = study.ask()
+    assert trial.state is TrialState.RUNNING and set(trial.params) == {"x", "n"}
+    done = study.tell(trial, {"a": 1.0, "b": 2.0, "size": 3.0, "seconds": 9.5})
+    assert done.state is TrialState.COMPLETED and done.values["seconds"] == 9.5  # stored only
+    with pytest.raises(ValueError, match="already completed"):
+        study.tell(trial, {"a": 1.0, "b": 2.0, "size": 3.0})
+    missing = study.tell(study.ask(), {"a": 1.0})
+    assert missing.state is TrialState.FAILED and "Missing metrics ['b', 'size']" in missing.error
+    nan = study.tell(study.ask(), {"a": float("nan"), "b": 0.0, "size": 0.0})
+    assert nan.state is TrialState.FAILED and "'a': nan" in nan.error
+    assert study.tell(study.ask(), state="pruned").state is TrialState.PRUNED
+    assert [t.state.value for t in study.trials] == ["completed", "failed", "failed", "pruned"]
+
+
+def test_bad_study_definitions_echo_the_value():
+    space = {"x": Float(0.0, 1.0)}
+    for kwargs, message in [
+        ({"objectives": {"a": "maximize"}}, "a='maximize'"),
+        ({"objectives": "a"}, "Received: 'a'"),
+        ({"objectives": {"a": "max"}, "constraints": {"p": ("<", 1)}}, "p=('<', 1)"),
+        ({"objectives": {"a": "max"}, "thresholds": {"b": 1.0}}, "['b']"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            Study(space, sampler=Random(0), **kwargs)
+        assert message in str(info.value)
+
+
+def test_a_failing_trial_never_kills_the_study():
+    def fn(trial):
+        if trial.number % 2:
+            raise RuntimeError("out of memory")
+        return {"a": trial.params["x"], "b": float(trial.params["n"])}
+
+    study = _study()
+    study.optimize(fn, trials=6, workers=2)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.FAILED) == 3 and states.count(TrialState.COMPLETED) == 3
+    failed = next(t for t in study.trials if t.state is TrialState.FAILED)
+    assert "RuntimeError: out of memory" in failed.error
+
+
+def test_thread_workers_run_concurrently():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def fn(trial):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"a": 0.0, "b": 0.0}
+
+    study = _study()
+    study.optimize(fn, trials=8, workers=4)
+    assert len(study.completed()) == 8 and peak[0] == 4
+
+
+def test_process_workers_with_a_picklable_objective():
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    study.optimize(operator.attrgetter("number"), trials=4, workers=2, processes=True)
+    assert sorted(t.values["number"] for t in study.trials) == [0, 1, 2, 3]
+    study.optimize(operator.attrgetter("missing"), trials=1, workers=1, processes=True)
+    assert "AttributeError" in study.trials[-1].error
+
+
+def test_one_worker_per_gpu_through_cuda_visible_devices():
+    assert [worker_env(i, 2)["CUDA_VISIBLE_DEVICES"] for i in range(4)] == ["0", "1", "0", "1"]
+    assert "CUDA_VISIBLE_DEVICES" not in worker_env(0, 0)
+
+
+def test_pareto_front_hypervolume_and_constraints():
+    study = Study({"x": Float(0.0, 1.0)}, {"a": "max", "b": "min"},
+                  constraints={"c": (">=", 0.0)}, thresholds={"a": 0.0, "b": 4.0},
+                  sampler=Random(0))  # fmt: skip
+    points = [(1, 1, 0), (2, 2, 0), (3, 3, 0), (0.5, 3.5, 0), (5, 0, -1), (2, 3, 0)]
+    for a, b, c in points:
+        study.tell(study.ask(), {"a": a, "b": b, "c": c})
+    front = sorted((t.values["a"], t.values["b"]) for t in study.pareto_front())
+    assert front == [(1, 1), (2, 2), (3, 3)]  # (5, 0) breaks the constraint
+    # staircase against (a=0, b=4): 1*3 + 1*2 + 1*1
+    assert study.hypervolume() == pytest.approx(6.0)
+    assert study.hypervolume({"a": 1.0, "b": 3.0}) == pytest.approx(1 * 1 + 1 * 0)
+
+
+def test_best_trial_needs_one_objective():
+    study = Study({"x": Float(-2.0, 2.0)}, {"y": "min"}, sampler=Sobol(seed=0))
+    study.optimize(lambda t: (t.params["x"] - 1) ** 2, trials=16)
+    best = min(study.trials, key=lambda t: t.values["y"])
+    assert study.best_trial.number == best.number
+    with pytest.raises(ValueError, match="pareto_front"):
+        _study().best_trial  # noqa: B018
+
+
+def test_enqueued_points_run_first_and_stale_trials_are_marked():
+    study = _study()
+    study.enqueue({"x": 0.25, "n": 3})
+    assert study.trials[0].state is TrialState.PENDING
+    assert study.ask().params == {"x": 0.25, "n": 3}
+    trial = study.ask()
+    trial.heartbeat = 0.0
+    study.storage.update_trial(study.name, trial)
+    assert study.mark_stale(older_than=60) == [1]
+    assert study.trials[1].state is TrialState.STALE and study.trials[0].state.value == "running"
