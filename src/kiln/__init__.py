@@ -6,7 +6,7 @@
 >>> model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"])
 """
 
-from kiln import callbacks, datasets, layers, zoo
+from kiln import callbacks, datasets, layers, tune, zoo
 from kiln._version import __version__
 from kiln.model import Input, Model, Sequential, load_model
 
@@ -19,5 +19,6 @@ __all__ = [
     "datasets",
     "layers",
     "load_model",
+    "tune",
     "zoo",
 ]
