@@ -97,3 +97,13 @@ def test_json_round_trip():
     again = Space.from_json(space.to_json())
     assert again.to_json() == space.to_json()
     assert again.decode([0.3] * space.dims) == space.decode([0.3] * space.dims)
+
+
+def test_one_hot_combinations_enumerate_joint_choices():
+    space = Space({"a": Categorical([1, 2]), "x": Float(0, 1), "b": Categorical(["u", "v", "w"])})
+    combos = space.one_hot_combinations(limit=6)
+    assert len(combos) == 6
+    assert {(space.decode([c[0], c[1], 0.5, c[3], c[4], c[5]])["a"],
+             space.decode([c[0], c[1], 0.5, c[3], c[4], c[5]])["b"]) for c in combos} == {
+        (a, b) for a in (1, 2) for b in "uvw"}  # fmt: skip
+    assert space.one_hot_combinations(limit=5) is None

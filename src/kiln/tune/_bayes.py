@@ -37,8 +37,10 @@ class Bayes(BaseSampler):
     - While no completed trial is feasible, it maximizes the probability of feasibility.
     - Pending and running trials are `X_pending`, so parallel workers get distinct points;
       `n > 1` optimizes the batch jointly.
-    - Categorical parameters are one-hot blocks (the optimizer's point is rounded to the
-      largest coordinate), integers are rounded; linear constraints bound the optimizer.
+    - Categorical parameters are one-hot blocks: with at most `max_combinations` joint choices
+      the acquisition is optimized for each choice exactly (BoTorch's optimize_acqf_mixed),
+      beyond that the relaxed point is rounded to its largest coordinate. Integers are
+      rounded; linear constraints bound the optimizer.
     - Runs on the GPU when one is present (float64).
     """
 
@@ -49,15 +51,18 @@ class Bayes(BaseSampler):
         num_restarts: int = 4,
         raw_samples: int = 256,
         mc_samples: int = 128,
+        max_combinations: int = 8,
     ) -> None:
         super().__init__(seed)
         self.n_startup = n_startup
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
+        self.max_combinations = max_combinations
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "n_startup": self.n_startup,
                 "num_restarts": self.num_restarts, "raw_samples": self.raw_samples,
-                "mc_samples": self.mc_samples}  # fmt: skip
+                "mc_samples": self.mc_samples,
+                "max_combinations": self.max_combinations}  # fmt: skip
 
     def suggest(self, study: Study, n: int = 1) -> list[dict[str, Any]]:
         _require_botorch()
@@ -96,7 +101,7 @@ class Bayes(BaseSampler):
     def _optimize(
         self, study: Study, trials: list[Trial], done: list[Trial], busy: list[Trial], n: int
     ) -> np.ndarray:
-        from botorch.optim import optimize_acqf
+        from botorch.optim import optimize_acqf, optimize_acqf_mixed
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
@@ -120,11 +125,16 @@ class Bayes(BaseSampler):
         bounds = torch.stack([torch.zeros(space.dims, **tkw), torch.ones(space.dims, **tkw)])
         ineq = [(torch.tensor(i, device=device), torch.tensor(c, **tkw), r)
                 for i, c, r in space.unit_inequalities()]  # fmt: skip
-        candidates, _ = optimize_acqf(
-            acq, bounds=bounds, q=n, num_restarts=self.num_restarts,
-            raw_samples=self.raw_samples, inequality_constraints=ineq or None,
-            options={"batch_limit": 8, "maxiter": 200},
-        )  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "bounds": bounds, "q": n, "num_restarts": self.num_restarts,
+            "raw_samples": self.raw_samples, "inequality_constraints": ineq or None,
+            "options": {"batch_limit": 8, "maxiter": 200},
+        }  # fmt: skip
+        combos = space.one_hot_combinations(self.max_combinations)
+        if combos:  # few categorical choices: optimize each exactly, keep the best
+            candidates, _ = optimize_acqf_mixed(acq, fixed_features_list=combos, **kwargs)
+        else:
+            candidates, _ = optimize_acqf(acq, **kwargs)
         return candidates.detach().cpu().numpy()
 
     @staticmethod

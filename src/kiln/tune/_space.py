@@ -279,6 +279,19 @@ class Space:
     def feasible(self, params: Mapping[str, Any]) -> bool:
         return all(c.satisfied(params) for c in self.linear_constraints)
 
+    def one_hot_combinations(self, limit: int) -> list[dict[int, float]] | None:
+        """Every joint choice of the categorical parameters as fixed unit-cube coordinates, or
+        None when there are none or more than `limit` (then samplers relax and round)."""
+        cats = [(self._slices[n].start, p.dims) for n, p in self.params.items()
+                if isinstance(p, Categorical)]  # fmt: skip
+        if not cats or math.prod(d for _, d in cats) > limit:
+            return None
+        out: list[dict[int, float]] = [{}]
+        for start, dims in cats:
+            out = [{**fixed, **{start + k: float(k == pick) for k in range(dims)}}
+                   for fixed in out for pick in range(dims)]  # fmt: skip
+        return out
+
     def unit_inequalities(self) -> list[tuple[list[int], list[float], float]]:
         """Linear constraints in the unit cube as BoTorch wants them: sum(c * u[i]) >= rhs."""
         out = []
