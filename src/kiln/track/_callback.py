@@ -43,7 +43,7 @@ class TrackingCallback(Callback):
 
         try:
             store = (
-                self._store_arg if isinstance(self._store_arg, Store) else Store(self._store_arg)
+                self._store_arg if isinstance(self._store_arg, Store) else _open(self._store_arg)
             )
             if self._resume_id is not None:
                 self.run = store.resume_run(self._resume_id)
@@ -83,6 +83,21 @@ class TrackingCallback(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume_id = state.get("run_id")
+
+
+_stores: dict[tuple[int, str], Store] = {}
+
+
+def _open(url: str | os.PathLike[str] | None) -> Store:
+    """One Store (engine, connection pool) per URL and process, shared by every fit (a forked
+    child opens its own: database connections must not cross a fork)."""
+    from kiln.track._store import Store
+    from kiln.track._url import resolve_url
+
+    key = (os.getpid(), resolve_url(url))
+    if key not in _stores:
+        _stores[key] = Store(key[1])
+    return _stores[key]
 
 
 def trainer_config(trainer: Trainer) -> dict[str, Any]:

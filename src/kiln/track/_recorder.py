@@ -55,6 +55,7 @@ class Recorder:
         """Write what is left (trying for up to ``timeout`` s), stop; return points lost."""
         self.flush(timeout)
         self._stop.set()
+        self._queue.put([])  # wake the thread so it sees the stop now
         self._thread.join(timeout=max(1.0, self.flush_interval * 4))
         with self._lock:
             lost = self._added - self._written
