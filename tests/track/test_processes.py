@@ -99,3 +99,15 @@ def test_sigkilled_training_reads_killed(store_url: str, tmp_path):
                                        "(SELECT id FROM runs)")).scalar_one()  # fmt: skip
     assert orphans == 0
     store.close()
+
+
+@pytest.mark.parametrize(("ending", "status"), [("pass", "finished"), ("1 / 0", "failed")])
+def test_exit_without_finish(tmp_path, ending: str, status: str):
+    db = tmp_path / "kiln.db"
+    script = (f"from kiln.track import Store\nrun = Store({str(db)!r}).create_run('x')\n"
+              f"run.log_metrics({{'loss': 1.0}}, step=1)\n{ending}\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    store = Store(db)
+    [run] = store.runs()
+    assert run.status == status and store.metrics(run.id)["loss"].value == [1.0]
+    assert (run.error is not None and "ZeroDivisionError" in run.error) == (status == "failed")
