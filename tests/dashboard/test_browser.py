@@ -119,3 +119,35 @@ def test_run_page_with_100k_points_renders_within_a_second(store, server, browse
     print(f"100,000-point run page: {page_ms:.0f} ms from navigation")
     assert _points(browser, "loss") <= 2000
     assert page_ms <= 1000
+
+
+def _png(width: int, height: int) -> bytes:
+    """A valid grey PNG, built by hand (no imaging library needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + (chunk(b"IEND", b""))
+    )
+
+
+def test_run_page_shows_config_system_and_image_previews(store: Store, server: str, browser):
+    with store.create_run("art", config={"lr": 0.25}, system={"torch": "2.x"}) as run:
+        run.log_metrics({"loss": 1.0}, step=1)
+        run.log_artifact(_png(24, 12), name="samples/digit.png")
+    browser.get(f"{server}/#/run/{run.id}")
+    width = _wait(lambda: browser.execute_script(
+        "const i = document.querySelector('.artifacts img'); return i && i.naturalWidth"
+    ), 20, "the image preview")  # fmt: skip
+    assert width == 24
+    text = browser.find_element("css selector", "main").text
+    assert "0.25" in text and "2.x" in text and "samples/digit.png" in text
