@@ -135,3 +135,17 @@ def test_store_down_mid_run_loses_nothing(store: Store):
     run.finish()
     assert store.metrics(run.id, ["loss"])["loss"].step == list(range(1, 102))
     assert store.get_run(run.id).status == "finished"
+
+
+def test_delete_run_removes_its_metrics_and_files(store: Store):
+    keep, gone = store.create_run("keep"), store.create_run("gone")
+    for run in (keep, gone):
+        run.log_metrics({"loss": 1.0}, step=1)
+        run.log_artifact(b"x", name="a.txt")
+        run.finish()
+    folder = store.artifact_path(gone.id, "a.txt").parent
+    store.delete_run(gone.id)
+    assert [r.name for r in store.runs()] == ["keep"] and not folder.exists()
+    assert store.metrics(keep.id)["loss"].value == [1.0]
+    with pytest.raises(RunNotFoundError):
+        store.metrics(gone.id)
