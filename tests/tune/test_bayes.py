@@ -79,3 +79,20 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_botorch)
     with pytest.raises(ImportError, match=r"pip install 'kiln\[tune\]'"):
         Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=Bayes(seed=0)).ask()
+
+
+def test_precompute_hands_out_the_next_suggestion_computed_while_trials_ran():
+    sampler = Bayes(seed=0, n_startup=3, num_restarts=2, raw_samples=64, mc_samples=32,
+                    precompute=True)  # fmt: skip
+    study = Study({"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}, {"v": "min"}, sampler=sampler)
+    for _ in range(3):
+        study.tell(study.ask(), {"v": 0.0})
+    first = study.ask()  # model-based; starts the next one in the background
+    sampler._job[1].join()
+    study.tell(first, {"v": (first.params["x"] - 0.3) ** 2 + first.params["y"]})
+    import time
+
+    start = time.perf_counter()
+    second = study.ask()
+    assert time.perf_counter() - start < 0.2
+    assert second.params != first.params and study.space.validate(second.params)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from kiln.tune._sampler import BaseSampler, Random, Sobol
+from kiln.tune._sampler import BaseSampler, Sobol
 from kiln.tune._trial import Trial, TrialState
 
 if TYPE_CHECKING:
@@ -42,6 +44,11 @@ class Bayes(BaseSampler):
       beyond that the relaxed point is rounded to its largest coordinate. Integers are
       rounded; linear constraints bound the optimizer.
     - Runs on the GPU when one is present (float64).
+    - `precompute=True` starts the next suggestion in a background thread as soon as one is
+      handed out, treating the trials still running as pending; the next `ask` takes it if no
+      other trial was asked for meanwhile, so its latency hides behind the running trials.
+      The suggestion then ignores results that arrived while it was computed, and which trials
+      finished first depends on timing: exact determinism under a seed needs the default off.
     """
 
     def __init__(
@@ -52,21 +59,46 @@ class Bayes(BaseSampler):
         raw_samples: int = 256,
         mc_samples: int = 128,
         max_combinations: int = 8,
+        precompute: bool = False,
     ) -> None:
         super().__init__(seed)
         self.n_startup = n_startup
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
-        self.max_combinations = max_combinations
+        self.max_combinations, self.precompute = max_combinations, precompute
+        self._job: tuple[tuple[int, int], threading.Thread, list[Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "n_startup": self.n_startup,
                 "num_restarts": self.num_restarts, "raw_samples": self.raw_samples,
                 "mc_samples": self.mc_samples,
-                "max_combinations": self.max_combinations}  # fmt: skip
+                "max_combinations": self.max_combinations,
+                "precompute": self.precompute}  # fmt: skip
 
     def suggest(self, study: Study, n: int = 1) -> list[dict[str, Any]]:
         _require_botorch()
         trials = study.trials
+        job, self._job = self._job, None
+        if job is not None and job[0] == (len(trials), n):
+            job[1].join()  # computed while the trials ran: their results arrived since
+            out = job[2][0] if job[2] else self._suggest(study, trials, n)
+        else:
+            out = self._suggest(study, trials, n)
+        if self.precompute:
+            self._precompute(study, trials, out)
+        return out
+
+    def _precompute(self, study: Study, trials: list[Trial], out: list[dict[str, Any]]) -> None:
+        """Start the next suggestion now, as if the trials just asked for were all running."""
+        now = time.time()
+        ahead = trials + [Trial(len(trials) + i, p, TrialState.RUNNING, started=now)
+                          for i, p in enumerate(out)]  # fmt: skip
+        result: list[list[dict[str, Any]]] = []
+        # not a daemon: the interpreter waits for it at exit instead of killing it inside torch
+        thread = threading.Thread(target=lambda: result.extend([self._suggest(study, ahead, 1)]))
+        self._job = ((len(ahead), 1), thread, result)
+        thread.start()
+
+    def _suggest(self, study: Study, trials: list[Trial], n: int) -> list[dict[str, Any]]:
         done = [t for t in trials if t.state is TrialState.COMPLETED]
         busy = self.busy(trials)
         taken = [t.params for t in busy]
@@ -83,7 +115,9 @@ class Bayes(BaseSampler):
         except Exception as e:  # a model that cannot be fitted must not stop the study
             warnings.warn(f"Bayes fell back to random points ({type(e).__name__}: {e})",
                           RuntimeWarning, stacklevel=2)  # fmt: skip
-            return Random(self.seed).suggest(study, n)
+            rng = np.random.default_rng([self.seed, len(trials)])
+            return [self._unique(study.space, taken, lambda: rng.random(study.space.dims))
+                    for _ in range(n)]  # fmt: skip
         return self._decode_unique(study, points, taken, len(trials))
 
     def _decode_unique(
