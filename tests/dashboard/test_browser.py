@@ -86,9 +86,9 @@ def test_select_two_runs_and_compare(store: Store, server: str, browser):
     _run_with(store, "other", [2.0])
     browser.get(server + "/")
     _wait(lambda: browser.find_elements("css selector", "#runs tbody tr"), what="the runs table")
-    for run_id in (a, b):
-        browser.find_element("css selector", f"input[data-run='{run_id}']").click()
-    browser.find_element("id", "compare").click()
+    for run_id in (a, b):  # clicked in a script: the table may re-render between find and click
+        browser.execute_script(f"document.querySelector(\"input[data-run='{run_id}']\").click()")
+    browser.execute_script("document.getElementById('compare').click()")
     _wait(lambda: _points(browser, "loss") == 7, 20, "the overlaid loss curves (3 + 4 points)")
     legend = browser.find_element("id", "compared").text
     assert "adam" in legend and "sgd" in legend and "other" not in legend
@@ -151,3 +151,24 @@ def test_run_page_shows_config_system_and_image_previews(store: Store, server: s
     assert width == 24
     text = browser.find_element("css selector", "main").text
     assert "0.25" in text and "2.x" in text and "samples/digit.png" in text
+
+
+def _names(browser) -> list[str]:  # read in one script: the table re-renders as it polls
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#runs tbody tr td:nth-child(3)')]"
+        ".map(td => td.textContent)"
+    )
+
+
+def test_runs_table_filters_and_sorts(store: Store, server: str, browser):
+    for name, loss in [("resnet-a", 0.3), ("lenet-b", 0.1), ("resnet-c", 0.2)]:
+        _run_with(store, name, [1.0, loss])
+    browser.get(server + "/")
+    _wait(lambda: _names(browser) == ["resnet-c", "lenet-b", "resnet-a"], what="newest first")
+    _click = "document.querySelector(\"th[data-sort='loss']\").click()"
+    browser.execute_script(_click)  # descending first
+    _wait(lambda: _names(browser) == ["resnet-a", "resnet-c", "lenet-b"], what="sorted by loss")
+    browser.execute_script(_click)
+    _wait(lambda: _names(browser) == ["lenet-b", "resnet-c", "resnet-a"], what="ascending loss")
+    browser.find_element("id", "filter-name").send_keys("resnet")
+    _wait(lambda: _names(browser) == ["resnet-c", "resnet-a"], what="the name filter")

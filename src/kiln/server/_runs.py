@@ -48,7 +48,9 @@ def get_run(request: Request, run_id: int) -> dict:
 def get_metrics(
     request: Request,
     run_id: int,
-    keys: Annotated[str | None, Query(description="comma-separated keys; all if absent")] = None,
+    keys: Annotated[
+        str | None, Query(max_length=10_000, description="comma-separated; all if absent")
+    ] = None,
     downsample: Annotated[int | None, Query(ge=2, le=100_000)] = None,
 ) -> dict:
     """Points of a run's metrics; ``downsample=N`` keeps at most N per key (each step
