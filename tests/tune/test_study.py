@@ -121,3 +121,23 @@ def test_enqueued_points_run_first_and_stale_trials_are_marked():
     study.storage.update_trial(study.name, trial)
     assert study.mark_stale(older_than=60) == [1]
     assert study.trials[1].state is TrialState.STALE and study.trials[0].state.value == "running"
+
+
+def _reporting_objective(trial):
+    for step in (1, 2, 3):
+        trial.report(step, {"number": float(trial.number) * step})
+    return {"number": float(trial.number)}
+
+
+def test_process_workers_relay_reports_to_the_pruner():
+    from kiln.tune import SuccessiveHalving
+
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "min"}, sampler=Sobol(seed=0),
+                  pruner=SuccessiveHalving(min_step=1, reduction=2))  # fmt: skip
+    study.optimize(_reporting_objective, trials=4, workers=1, processes=True)
+    states = [t.state for t in study.trials]
+    # each later trial is worse than trial 0 at the first rung (step 1), with 2 trials there
+    assert states == [TrialState.COMPLETED] + [TrialState.PRUNED] * 3
+    assert study.trials[0].intermediate == {1: {"number": 0.0}, 2: {"number": 0.0},
+                                            3: {"number": 0.0}}  # fmt: skip
+    assert study.trials[3].intermediate == {1: {"number": 3.0}}
