@@ -8,6 +8,7 @@ every batch, and sums metrics across ranks only when they are read.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -86,7 +87,15 @@ def from_environment() -> Distributed | None:
             torch.cuda.set_device(ctx.local_rank)
         minutes = float(os.environ.get("KILN_DIST_TIMEOUT_MIN", "10"))
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=minutes))
+        # we opened it, we close it: a process that exits with the group's threads still
+        # running can abort ("terminate called without an active exception")
+        atexit.register(_destroy)
     return ctx
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _num_samples(data: Any) -> int:
