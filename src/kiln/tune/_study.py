@@ -320,6 +320,18 @@ class Study:
             raise ValueError("No feasible completed trial yet.")
         return front[0]
 
+    def hypervolume_history(self) -> list[float]:
+        """Hypervolume after each trial (for a hypervolume-vs-evaluations plot)."""
+        from kiln.tune._analysis import hypervolume_history
+
+        return hypervolume_history(self)
+
+    def importance(self, objective: str | None = None) -> dict[str, float]:
+        """Share of an objective's variance each parameter explains alone (0 to 1)."""
+        from kiln.tune._analysis import importance
+
+        return importance(self, objective)
+
     def reference_point(self) -> np.ndarray:
         """The hypervolume's reference (maximized convention): the thresholds where given,
         else the worst feasible value minus a tenth of the range, as BoTorch infers it."""
