@@ -69,12 +69,3 @@ def browser() -> Iterator[object]:
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    lines = [f"{report.nodeid}: {value}" for report in terminalreporter.getreports("passed")
-             for name, value in report.user_properties if name == "measured"]  # fmt: skip
-    if lines:
-        terminalreporter.write_sep("-", "dashboard measurements")
-        for line in lines:
-            terminalreporter.write_line(line)

@@ -7,6 +7,7 @@ The trainer calls, in order::
         on_batch_end(trainer, step, logs)      # every step; logs is None unless metrics were read
       on_epoch_end(trainer, epoch, logs)       # logs: {"loss": .., "accuracy": .., "val_loss": ..}
     on_train_end(trainer, logs)
+    on_train_error(trainer, error)             # instead of on_train_end, when fit raises
 
 ``epoch`` counts from 0; ``step`` is the global optimizer step, counting from 1. Metrics live on
 the device and are copied to the host only every ``log_every`` steps and at epoch end, so
@@ -44,6 +45,8 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None: ...
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None: ...
+
+    def on_train_error(self, trainer: Trainer, error: BaseException) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}

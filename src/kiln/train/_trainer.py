@@ -175,8 +175,13 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_begin(self)
         logs: Logs = {}
-        while self.epoch < epochs and not self.stop_training:
-            logs = self._run_epoch(loader, val_loader, callbacks, resume, checkpoint_every)
+        try:
+            while self.epoch < epochs and not self.stop_training:
+                logs = self._run_epoch(loader, val_loader, callbacks, resume, checkpoint_every)
+        except BaseException as error:  # Ctrl-C too: the tracked run says how it ended
+            for cb in callbacks:
+                cb.on_train_error(self, error)
+            raise
         for cb in callbacks:
             cb.on_train_end(self, logs)
         epochs_done = len(next(iter(self.history.values()), []))
