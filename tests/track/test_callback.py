@@ -27,12 +27,22 @@ def test_fit_is_recorded(tmp_path):
     assert (run.name, run.status) == ("tiny", "finished")
     assert run.config["note"] == "test" and run.config["optimizer"] == "Adam"
     assert run.config["epochs"] == 2 and run.config["steps_per_epoch"] == 8
+    assert run.config["loss"] == "cross_entropy" and isinstance(run.config["lr"], float)
+
     assert run.system["torch"] == torch.__version__ and "python" in run.system
     series = store.metrics(run.id)
     assert series["loss"].step == [4, 8, 12, 16]  # every log_every steps
     assert series["epoch_loss"].step == [8, 16] and series["epoch_loss"].epoch == [0, 1]
     assert series["epoch_val_loss"].value == pytest.approx(history.history["val_loss"])
     assert run.summary["epoch_loss"] == pytest.approx(history.history["loss"][-1])
+
+
+def test_default_run_name_is_the_model_name():
+    model = kiln.zoo.create_model("lenet5", augment=False)
+    model.compile(loss="cross_entropy", device="cpu")
+    model.fit(torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)), batch_size=32, verbose=0)
+    [run] = kiln.track.Store().runs()  # the test's own $KILN_STORE
+    assert run.name == "lenet5" and run.config["model"] == "lenet5"
 
 
 def test_unreachable_store_leaves_training_untracked(tmp_path):

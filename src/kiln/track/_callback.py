@@ -48,7 +48,7 @@ class TrackingCallback(Callback):
             if self._resume_id is not None:
                 self.run = store.resume_run(self._resume_id)
             else:
-                name = self.name or type(trainer.model).__name__
+                name = self.name or _model_name(trainer.model)
                 config = {**trainer_config(trainer), **self.config}
                 self.run = store.create_run(name, config, system=system_info())
         except Exception as error:
@@ -104,7 +104,7 @@ def trainer_config(trainer: Trainer) -> dict[str, Any]:
     """What the trainer knows about the training: the hyperparameters a run should show."""
     model, optimizer = trainer.model, trainer.optimizer
     config: dict[str, Any] = {
-        "model": type(model).__name__,
+        "model": _model_name(model),
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": trainer.epochs,
         "steps_per_epoch": trainer.steps_per_epoch,
@@ -115,8 +115,14 @@ def trainer_config(trainer: Trainer) -> dict[str, Any]:
     if optimizer is not None:
         config["optimizer"] = type(optimizer).__name__
         group = optimizer.param_groups[0]
-        config.update({k: group[k] for k in ("lr", "weight_decay", "momentum") if k in group})
-    objective = getattr(trainer, "objective", None)
-    if objective is not None:
-        config["loss"] = repr(getattr(objective, "loss", objective))[:200]
+        config.update(
+            {k: float(group[k]) for k in ("lr", "weight_decay", "momentum") if k in group}
+        )  # a CUDA-graph step keeps its lr in a device tensor
+    losses = getattr(getattr(trainer, "objective", None), "losses", None)
+    if losses:
+        config["loss"] = ", ".join(name for name, _ in losses)
     return config
+
+
+def _model_name(model: Any) -> str:
+    return getattr(model, "name", None) or type(model).__name__
