@@ -1,10 +1,12 @@
-"""The Bayes sampler's model and reference point, against separately fitted GPs and by hand."""
+"""The Bayes sampler's model, warp, reference point and region probability, against
+separately fitted GPs, closed forms and numbers by hand."""
 
 import numpy as np
 import pytest
 import torch
 
-from kiln.tune._acquisition import _fit, fit_gp, reference_point
+from kiln.tune._acquisition import _fit, fit_gp, log_probability_of_region, reference_point
+from kiln.tune._warp import TailWarp
 
 
 def test_the_batched_model_is_the_separately_fitted_gps():
@@ -27,3 +29,43 @@ def test_reference_point_takes_thresholds_else_the_front_minus_a_tenth_of_its_ra
     assert reference_point(y, [0.5, None]) == pytest.approx([0.5, 1.7])
     # a one-point front has no range: a tenth of the value's size (at least 1) instead
     assert reference_point(np.array([[4.0, -20.0]]), [None, None]) == pytest.approx([3.6, -22.0])
+
+
+def test_tail_warp_keeps_the_better_half_compresses_the_worse_and_inverts():
+    y = np.array([[0.0, 5.0], [-1.0, 4.0], [-3.0, 3.0], [-300.0, 2.0], [-2.0, 1.0]])
+    warp = TailWarp(y)
+    w = warp(y)
+    z = (y - y.mean(0)) / y.std(0)
+    better = z >= np.median(z, axis=0)
+    np.testing.assert_allclose(w[better], z[better])  # the better half: just standardized
+    m = np.median(z, axis=0)
+    np.testing.assert_allclose(w, np.where(better, z, m - np.log1p(m - z)))
+    assert w[3, 0] > -3.0 and z[3, 0] < -1.9  # the -300 outlier: pulled in, still the worst
+    assert all((np.argsort(w[:, j]) == np.argsort(y[:, j])).all() for j in range(2))
+    back = warp.inverse(torch.tensor(w))
+    np.testing.assert_allclose(back.numpy(), y, rtol=1e-12, atol=1e-9)
+
+
+def test_log_probability_of_region_is_the_product_of_normal_tails():
+    torch.manual_seed(0)
+    x = torch.rand(12, 2, dtype=torch.float64)
+    y = torch.stack([x.sum(-1), x[:, 0] - x[:, 1]], dim=-1)
+    model = fit_gp(x, y)
+    goals = [(0, 1.2, 1.0), (1, 0.1, -1.0)]  # output 0 >= 1.2 and output 1 <= 0.1
+    test = torch.rand(5, 1, 2, dtype=torch.float64)
+    post = model.posterior(test.squeeze(1))
+    mean, sd = post.mean, post.variance.sqrt()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    expected = normal.cdf((mean[:, 0] - 1.2) / sd[:, 0]) * normal.cdf((0.1 - mean[:, 1]) / sd[:, 1])
+    got = log_probability_of_region(model, goals, None)(test)
+    torch.testing.assert_close(got.exp(), expected, rtol=1e-6, atol=1e-12)
+
+
+def test_a_pending_point_is_believed_at_its_mean_so_its_neighbourhood_loses_probability():
+    x = torch.tensor([[0.1], [0.3], [0.9]], dtype=torch.float64)
+    model = fit_gp(x, torch.tensor([[0.0], [0.2], [0.1]], dtype=torch.float64))
+    goals = [(0, 1.0, 1.0)]  # output >= 1: far above everything seen, unlikely but possible
+    at = torch.tensor([[[0.6]]], dtype=torch.float64)
+    alone = log_probability_of_region(model, goals, None)(at)
+    believed = log_probability_of_region(model, goals, at[0])(at)
+    assert believed < alone - 1.0

@@ -10,7 +10,8 @@ import torch
 from botorch.test_functions.multi_objective import BraninCurrin
 
 from kiln.tune import Bayes, Float, Random, Study, Trial, TrialState
-from kiln.tune._bayes import _seeded, _still_current
+from kiln.tune._bayes import _seeded, _still_current, _vanishing
+from kiln.tune._warp import TailWarp
 
 from .conftest import fast_bayes
 
@@ -163,3 +164,29 @@ def test_timings_device_and_json_round_trip():
     assert set(sampler.timings) == {"fit", "acquisition"} and min(sampler.timings.values()) > 0
     again = Bayes(**{k: v for k, v in Bayes(seed=3, device="cpu").to_json().items() if k != "type"})
     assert (again.seed, again.device) == (3, "cpu")
+
+
+def test_targets_feasibility_first_then_the_thresholds_then_the_hypervolume():
+    study = Study({"x": Float(0.0, 1.0)}, {"a": "min", "b": "max"},
+                  thresholds={"a": 2.0, "b": 1.0}, constraints={"c": ("<=", 0.0)})  # fmt: skip
+    y = np.array([[-3.0, 2.0], [-1.0, 1.5]])  # maximized: a = 3, b = 2 and a = 1, b = 1.5
+    warp = TailWarp(y)
+    infeasible = np.array([[0.5], [0.1]])
+    assert Bayes._targets(study, y, infeasible, warp, 1) == ([(2, 0.0, -1.0)], [])
+    feasible = np.array([[-0.5], [0.1]])  # only the first trial: beats b's threshold, not a's
+    goals, ref = Bayes._targets(study, y, feasible, warp, 1)
+    assert ref == [-2.0, 1.0]
+    w = warp(np.array([ref]))[0]
+    assert goals == [(2, 0.0, -1.0), (0, w[0], 1.0), (1, w[1], 1.0)]
+    both = np.array([[-0.5], [-0.1]])  # the second trial, feasible now, beats both thresholds
+    assert Bayes._targets(study, y, both, warp, 1) == (None, [-2.0, 1.0])
+
+
+def test_vanishing_means_below_e_minus_15_of_the_objective_scale_everywhere():
+    y = np.array([[0.0, 0.0], [10.0, 100.0]])  # scale: log(5 * 50) = 5.52
+    tkw = {"dtype": torch.float64, "device": torch.device("cpu")}
+
+    def flat(v):
+        return lambda x: torch.full(x.shape[:1], v, dtype=torch.float64)
+
+    assert _vanishing(flat(-10.0), 2, y, 0, tkw) and not _vanishing(flat(-9.0), 2, y, 0, tkw)

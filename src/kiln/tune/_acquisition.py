@@ -1,8 +1,9 @@
 """The Bayes sampler's models and acquisition functions (BoTorch), on tensors only: fitting,
-reference points, baseline pruning and the feasibility-first acquisition."""
+reference points, baseline pruning, and the probability of a region for feasibility first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,25 +54,18 @@ def reference_point(y: np.ndarray, thresholds: list[float | None]) -> list[float
     return [t if t is not None else float(lo[j] - 0.1 * span[j]) for j, t in enumerate(thresholds)]
 
 
-def output(i: int) -> Any:
-    return lambda z: z[..., i]
-
-
-def _first_output(z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-    return z[..., 0]
-
-
 def acquisition(
-    model: Any, x: torch.Tensor, n_obj: int, n_con: int, ref: list[float] | None,
-    pending: torch.Tensor | None, mc_samples: int, seed: int,
+    model: Any, x: torch.Tensor, n_obj: int, n_con: int, ref: list[float],
+    pending: torch.Tensor | None, mc_samples: int, seed: int, unwarp: Callable[[Any], Any],
 ) -> Any:  # fmt: skip
-    """qLogNEI (1 objective), qLogNEHVI (2-4) or qLogNParEGO (more), the constraint outputs
-    entering as smoothed feasibility; `ref` None means no trial is feasible yet, and then the
-    probability of feasibility is maximized instead."""
+    """qLogNEI (1 objective), qLogNEHVI (2-4) or qLogNParEGO (more) on the model's first
+    `n_obj` outputs, mapped back to the user's units by `unwarp` (so `ref` is in those units);
+    the next `n_con` outputs are constraints (<= 0), entering as smoothed feasibility."""
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.multi_objective.logei import (
         qLogNoisyExpectedHypervolumeImprovement,
     )
-    from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+    from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
     from botorch.acquisition.multi_objective.parego import qLogNParEGO
     from botorch.acquisition.multi_objective.utils import prune_inferior_points_multi_objective
     from botorch.acquisition.objective import GenericMCObjective
@@ -79,18 +73,21 @@ def acquisition(
     from botorch.sampling import SobolQMCNormalSampler
 
     sampler = SobolQMCNormalSampler(torch.Size([mc_samples]), seed=seed)
-    cons = [output(i) for i in range(n_obj, n_obj + n_con)] or None
-    if ref is None:
-        return log_feasibility(model, cons or [], sampler, pending)
+    cons = [_output(i) for i in range(n_obj, n_obj + n_con)] or None
     common: dict[str, Any] = {"model": model, "sampler": sampler, "constraints": cons,
                               "X_pending": pending, "prune_baseline": False}  # fmt: skip
-    if n_obj == 1:
-        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 
-        first = GenericMCObjective(_first_output)
+    def objectives(z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        return unwarp(z[..., :n_obj])
+
+    def only(z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        return objectives(z)[..., 0]
+
+    if n_obj == 1:
+        first = GenericMCObjective(only)
         base = prune_inferior_points(model, x, first, constraints=cons, num_samples=_PRUNE_SAMPLES)
         return qLogNoisyExpectedImprovement(objective=first, X_baseline=base, **common)
-    objective = IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
+    objective = GenericMCMultiOutputObjective(objectives)
     ref_t = torch.tensor(ref, dtype=x.dtype, device=x.device)
     base = prune_inferior_points_multi_objective(model, x, ref_t, objective, constraints=cons,
                                                  num_samples=_PRUNE_SAMPLES)  # fmt: skip
@@ -100,23 +97,34 @@ def acquisition(
                                                    X_baseline=base, **common)  # fmt: skip
 
 
-def log_feasibility(model: Any, cons: list[Any], sampler: Any, pending: Any) -> Any:
-    """log E[max over the joint batch (new + pending points) of P(all constraints hold)]:
-    pending points already count, so a new point is worth most where they are not."""
-    from botorch.acquisition.monte_carlo import MCAcquisitionFunction
-    from botorch.acquisition.objective import GenericMCObjective
-    from botorch.utils.transforms import concatenate_pending_points, t_batch_mode_transform
+def _output(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda z: z[..., i]
 
-    class LogFeasibility(MCAcquisitionFunction):
-        @concatenate_pending_points
-        @t_batch_mode_transform()  # type: ignore[arg-type]
+
+# (model output, bound, sign): the region where sign * (output - bound) >= 0
+Goal = tuple[int, float, float]
+
+
+def log_probability_of_region(model: Any, goals: list[Goal], pending: torch.Tensor | None) -> Any:
+    """log P(every goal holds) at a point, the outputs independent: what the sampler maximizes
+    while no trial is feasible, or none reaches the thresholds yet. Analytic, so it still ranks
+    points where the probability is 1e-50 (a Monte Carlo estimate is 0 everywhere there).
+    Pending points are believed to come out at their posterior mean (kriging believer), which
+    takes the uncertainty out of their neighbourhood, so a new point goes elsewhere."""
+    from botorch.acquisition import AcquisitionFunction
+    from botorch.utils.transforms import t_batch_mode_transform
+
+    if pending is not None:
+        with torch.no_grad():
+            model = model.condition_on_observations(pending, model.posterior(pending).mean)
+
+    class LogProbabilityOfRegion(AcquisitionFunction):
+        @t_batch_mode_transform(expected_q=1)  # type: ignore[arg-type]
         def forward(self, X: torch.Tensor) -> torch.Tensor:
-            z = self.get_posterior_samples(self.model.posterior(X))
-            g = torch.stack([c(z) for c in cons], dim=-1)
-            feasible = torch.sigmoid(-g / 1e-2).prod(-1)
-            return feasible.max(-1).values.mean(0).clamp_min(1e-30).log()
+            posterior: Any = self.model.posterior(X)
+            mean = posterior.mean.squeeze(-2)
+            sd = posterior.variance.clamp_min(1e-12).sqrt().squeeze(-2)
+            return sum(torch.special.log_ndtr(sign * (mean[..., i] - bound) / sd[..., i])
+                       for i, bound, sign in goals)  # fmt: skip
 
-    # the objective is unused (forward reads the samples) but BoTorch wants one for many outputs
-    acq = LogFeasibility(model, sampler=sampler, objective=GenericMCObjective(_first_output))
-    acq.set_X_pending(pending)
-    return acq
+    return LogProbabilityOfRegion(model)

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kiln.tune._acquisition import Goal, reference_point
 from kiln.tune._sampler import BaseSampler, Sobol
+from kiln.tune._space import Space
 from kiln.tune._trial import Trial, TrialState
+from kiln.tune._warp import TailWarp
 
 if TYPE_CHECKING:
     from kiln.tune._study import Study
@@ -33,15 +36,20 @@ def _require_botorch() -> None:
 
 class Bayes(BaseSampler):
     """Gaussian processes for every metric (objectives, metric constraints, and a failure
-    indicator once a trial has failed), fitted on the unit-cube encoding of the parameters.
+    indicator once a trial has failed), fitted on the unit-cube encoding of the parameters;
+    objectives with their worse half log-compressed (`TailWarp`), acquisitions in the user's
+    units.
 
-    - The first `n_startup` trials (default `max(5, dims + 1)`) are a scrambled Sobol sequence.
+    - The first `n_startup` trials (default `max(3, dims + 1)`) are a scrambled Sobol sequence.
     - One objective: qLogNEI. Two to four: qLogNEHVI, its reference point the study's
       thresholds (else inferred from the front). More: qLogNParEGO. Metric constraints enter
       each as smoothed feasibility.
-    - While no completed trial is feasible, it maximizes the probability of feasibility.
+    - While no completed trial is feasible, it maximizes the probability of feasibility
+      (analytic, in log space). While no feasible trial beats every threshold, wherever the
+      hypervolume improvement vanishes it maximizes the probability of beating them.
     - Pending and running trials are `X_pending`, so parallel workers get distinct points;
-      `n > 1` optimizes the batch jointly.
+      `n > 1` optimizes the batch jointly (one point at a time while seeking feasibility,
+      each believing the ones before it at their posterior mean).
     - Categorical parameters are one-hot blocks: with at most `max_combinations` joint choices
       the acquisition is optimized for each choice exactly (BoTorch's optimize_acqf_mixed),
       beyond that the relaxed point is rounded to its largest coordinate. Integers are
@@ -118,7 +126,7 @@ class Bayes(BaseSampler):
         done = [t for t in trials if t.state is TrialState.COMPLETED]
         busy = self.busy(trials)
         taken = [t.params for t in busy]
-        startup = self.n_startup or max(5, study.space.dims + 1)
+        startup = self.n_startup or max(3, study.space.dims + 1)
         if len(done) < startup:
             return Sobol(self.seed).points(study.space, len(trials), n, taken)
         seed = self.seed * 100_003 + len(trials)
@@ -153,59 +161,95 @@ class Bayes(BaseSampler):
         seed: int,
     ) -> np.ndarray:  # fmt: skip
         from botorch.models import ModelListGP
-        from botorch.optim import optimize_acqf, optimize_acqf_mixed
 
-        from kiln.tune._acquisition import acquisition, fit_gp, reference_point
+        from kiln.tune._acquisition import acquisition, fit_gp, log_probability_of_region
 
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
         space, start = study.space, time.perf_counter()
         x = torch.tensor([space.encode(t.params) for t in done], **tkw)
-        columns, n_obj, n_con = self._outcomes(study, done)
-        model = fit_gp(x, torch.tensor(columns, **tkw).T)
+        y, cons = self._outcomes(study, done)
+        warp = TailWarp(y)
+        model = fit_gp(x, torch.tensor(np.hstack([warp(y), cons]), **tkw))
+        n_obj, n_con = y.shape[1], cons.shape[1]
         failed = [t for t in trials if t.state is TrialState.FAILED]
         if failed:  # teach the model where evaluations fail: +1 failed, -1 completed
             xf = torch.cat([x, torch.tensor([space.encode(t.params) for t in failed], **tkw)])
             yf = torch.tensor([[-1.0]] * len(done) + [[1.0]] * len(failed), **tkw)
             model, n_con = ModelListGP(model, fit_gp(xf, yf)), n_con + 1
         fitted = time.perf_counter()
-        pending = (torch.tensor([space.encode(t.params) for t in busy], **tkw)
-                   if busy else None)  # fmt: skip
-        feasible = [t for t in done if study.is_feasible(t.values)]
-        ref = None
-        if feasible:
-            y = np.stack([study.maximized(t.values) for t in feasible])
-            thresholds = [(1 if d == "max" else -1) * study.thresholds[m]
-                          if m in study.thresholds else None
-                          for m, d in study.objectives.items()]  # fmt: skip
-            ref = reference_point(y, thresholds)
-        acq = acquisition(model, x, n_obj, n_con, ref, pending, self.mc_samples, self.seed)
+        pending = torch.tensor([space.encode(t.params) for t in busy], **tkw).reshape(
+            -1, space.dims
+        )
+        goals, ref = self._targets(study, y, cons, warp, n_con)
+        acq = None
+        if ref:
+            acq = acquisition(model, x, n_obj, n_con, ref, pending if len(busy) else None,
+                              self.mc_samples, self.seed, warp.inverse)  # fmt: skip
+        if acq is not None and (goals is None or not _vanishing(acq, space.dims, y, seed, tkw)):
+            candidates = self._maximize(acq, space, n, seed, tkw)
+        else:  # reach the region first, one point at a time, each believing those before it
+            candidates = pending[:0]
+            for _ in range(n):
+                believed = torch.cat([pending, candidates])
+                region = log_probability_of_region(
+                    model, goals or [], believed if len(believed) else None
+                )
+                candidates = torch.cat([candidates, self._maximize(region, space, 1, seed, tkw)])
+        self.timings = {"fit": fitted - start, "acquisition": time.perf_counter() - fitted}
+        return candidates.detach().cpu().numpy()
+
+    def _maximize(
+        self, acq: Any, space: Space, q: int, seed: int, tkw: dict[str, Any]
+    ) -> torch.Tensor:
+        from botorch.optim import optimize_acqf, optimize_acqf_mixed
+
         bounds = torch.stack([torch.zeros(space.dims, **tkw), torch.ones(space.dims, **tkw)])
-        ineq = [(torch.tensor(i, device=device), torch.tensor(c, **tkw), r)
+        ineq = [(torch.tensor(i, device=tkw["device"]), torch.tensor(c, **tkw), r)
                 for i, c, r in space.unit_inequalities()]  # fmt: skip
         kwargs: dict[str, Any] = {
-            "bounds": bounds, "q": n, "num_restarts": self.num_restarts,
+            "bounds": bounds, "q": q, "num_restarts": self.num_restarts,
             "raw_samples": self.raw_samples, "inequality_constraints": ineq or None,
             "options": {"batch_limit": 8, "init_batch_limit": 512, "maxiter": 200, "seed": seed},
         }  # fmt: skip
         combos = space.one_hot_combinations(self.max_combinations)
         if combos:  # few categorical choices: optimize each exactly, keep the best
-            candidates, _ = optimize_acqf_mixed(acq, fixed_features_list=combos, **kwargs)
-        else:
-            candidates, _ = optimize_acqf(acq, **kwargs)
-        points = candidates.detach().cpu().numpy()
-        self.timings = {"fit": fitted - start, "acquisition": time.perf_counter() - fitted}
-        return points
+            return optimize_acqf_mixed(acq, fixed_features_list=combos, **kwargs)[0]
+        return optimize_acqf(acq, **kwargs)[0]
 
     @staticmethod
-    def _outcomes(study: Study, done: list[Trial]) -> tuple[list[list[float]], int, int]:
-        """Objective columns (maximized), then constraint columns (feasible when <= 0)."""
-        ys = np.stack([study.maximized(t.values) for t in done])
-        columns = [list(ys[:, j]) for j in range(ys.shape[1])]
-        for metric, (op, bound) in study.constraints.items():
-            sign = 1.0 if op == "<=" else -1.0
-            columns.append([sign * (t.values[metric] - bound) for t in done])
-        return columns, ys.shape[1], len(study.constraints)
+    def _outcomes(study: Study, done: list[Trial]) -> tuple[np.ndarray, np.ndarray]:
+        """Objective values (maximized) and constraint values (feasible when <= 0), a row per
+        trial."""
+        y = np.stack([study.maximized(t.values) for t in done])
+        signs = [(1.0 if op == "<=" else -1.0, metric, bound)
+                 for metric, (op, bound) in study.constraints.items()]  # fmt: skip
+        cons = np.array([[s * (t.values[m] - b) for s, m, b in signs] for t in done])
+        return y, cons.reshape(len(done), len(signs))
+
+    @staticmethod
+    def _targets(
+        study: Study, y: np.ndarray, cons: np.ndarray, warp: TailWarp, n_con: int
+    ) -> tuple[list[Goal] | None, list[float]]:
+        """The hypervolume's reference point (maximized, in the user's units; none while no
+        trial is feasible), and the region to reach first as goals for
+        `log_probability_of_region`: feasibility while no trial is feasible; with several
+        objectives, also every threshold given while no feasible trial beats them all (used
+        only where the hypervolume improvement vanishes); else None."""
+        n_obj = y.shape[1]
+        goals: list[Goal] = [(n_obj + k, 0.0, -1.0) for k in range(n_con)]  # outputs <= 0
+        feasible = (cons <= 0).all(axis=1)
+        if not feasible.any():
+            return goals, []
+        thresholds = [(1 if d == "max" else -1) * study.thresholds[m]
+                      if m in study.thresholds else None
+                      for m, d in study.objectives.items()]  # fmt: skip
+        ref = reference_point(y[feasible], thresholds)
+        given = [j for j, t in enumerate(thresholds) if t is not None]
+        if n_obj == 1 or not given or (y[feasible][:, given] > np.array(ref)[given]).all(1).any():
+            return None, ref
+        warped = warp(np.array([ref]))[0]
+        return goals + [(j, float(warped[j]), 1.0) for j in given], ref
 
 
 @contextlib.contextmanager
@@ -219,6 +263,17 @@ def _seeded(seed: int, background: bool) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def _vanishing(acq: Any, dims: int, y: np.ndarray, seed: int, tkw: dict[str, Any]) -> bool:
+    """Whether the (log) acquisition is below e^-15 of the objectives' scale at every point of
+    a Sobol sample of the cube: nowhere near the thresholds, it ranks points by numerical
+    tails, and the optimizer can stick to one spot (a Branin-Currin run evaluated the same
+    corner 20 times). The probability of reaching the thresholds still ranks them."""
+    x = torch.quasirandom.SobolEngine(dims, scramble=True, seed=seed).draw(256).to(**tkw)
+    scale = float(np.log(np.prod(np.maximum(y.std(axis=0), 1e-12))))
+    with torch.no_grad():
+        return float(acq(x.unsqueeze(1)).max()) - scale < -15.0
 
 
 def _still_current(assumed: list[Trial], now: list[Trial]) -> bool:
