@@ -63,6 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated; default cpu, and cuda when present")  # fmt: skip
     p.add_argument("--latency-sizes", default="10,25,50,100,200")
     p.add_argument("--latency-reps", type=int, default=10)
+    p.add_argument("--latency-threads", type=int, default=torch.get_num_threads(),
+                   help="torch CPU threads while timing (default: torch's, all cores)")  # fmt: skip
     p.add_argument("--out", type=Path, help="folder for JSON, CSV, Markdown and PNG results")
     p.add_argument("--json", type=Path, help="write results.json here too")
     p.add_argument("--smoke", action="store_true", help=f"shorthand for {' '.join(SMOKE)}")
@@ -122,6 +124,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def latencies(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.set_num_threads(args.latency_threads)
     rows = []
     if "bayes" in args.samplers:
         for device in args.latency_devices:

@@ -77,7 +77,9 @@ def markdown(results: dict[str, Any], budget: int, random_budget: int) -> str:
             lines.append(f"| {name} | {med} | {seeds}{warn} | {s['final_hv']:.4g} | "
                          f"{s['final_log_gap']:.2f} |")  # fmt: skip
     if results["latency"]:
-        lines += ["\n### Suggestion latency, BraninCurrin (2 objectives), seconds\n",
+        threads = results["args"]["latency_threads"]
+        lines += [f"\n### Suggestion latency, BraninCurrin (2 objectives), seconds "
+                  f"({threads} torch CPU threads)\n",
                   "| sampler | device | completed trials | p50 | p95 | fit p50 | acquisition p50 |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in results["latency"]:

@@ -31,19 +31,22 @@ def test_reference_point_takes_thresholds_else_the_front_minus_a_tenth_of_its_ra
     assert reference_point(np.array([[4.0, -20.0]]), [None, None]) == pytest.approx([3.6, -22.0])
 
 
-def test_tail_warp_keeps_the_better_half_compresses_the_worse_and_inverts():
+def test_tail_warp_compresses_only_a_long_tail_of_bad_values_and_inverts():
+    # column 0: -300 reaches far below the median (-2); column 1: symmetric, left linear
     y = np.array([[0.0, 5.0], [-1.0, 4.0], [-3.0, 3.0], [-300.0, 2.0], [-2.0, 1.0]])
     warp = TailWarp(y)
     w = warp(y)
     z = (y - y.mean(0)) / y.std(0)
-    better = z >= np.median(z, axis=0)
-    np.testing.assert_allclose(w[better], z[better])  # the better half: just standardized
-    m = np.median(z, axis=0)
-    np.testing.assert_allclose(w, np.where(better, z, m - np.log1p(m - z)))
-    assert w[3, 0] > -3.0 and z[3, 0] < -1.9  # the -300 outlier: pulled in, still the worst
-    assert all((np.argsort(w[:, j]) == np.argsort(y[:, j])).all() for j in range(2))
+    m = np.median(z[:, 0])
+    np.testing.assert_allclose(w[:, 0], np.where(z[:, 0] >= m, z[:, 0], m - np.log1p(m - z[:, 0])))
+    np.testing.assert_allclose(w[:, 1], z[:, 1])
+    assert w[3, 0] > -2.0 and z[3, 0] < -1.9  # the -300 outlier: pulled in, still the worst
+    assert (np.argsort(w[:, 0]) == np.argsort(y[:, 0])).all()
     back = warp.inverse(torch.tensor(w))
     np.testing.assert_allclose(back.numpy(), y, rtol=1e-12, atol=1e-9)
+    # long means more than 3 times as far below the median as above it
+    assert np.isneginf(TailWarp(np.array([[1.0], [0.0], [-2.9]])).median).all()
+    assert np.isfinite(TailWarp(np.array([[1.0], [0.0], [-3.1]])).median).all()
 
 
 def test_log_probability_of_region_is_the_product_of_normal_tails():
