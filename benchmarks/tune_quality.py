@@ -9,7 +9,8 @@ from the noiseless values of the evaluated feasible points):
    the model-based ones for `--budget` (`--stop-at-target`: the GP-based ones, kiln's Bayes
    and Optuna's GPSampler, only until they reach the target, as counting needs no more);
 3. kiln's Bayes (on each of `--latency-devices`) and Optuna's GPSampler time `--latency-reps`
-   suggestions on histories of `--latency-sizes` completed trials, alone on the machine.
+   suggestions on histories of `--latency-sizes` completed trials, alone on the machine, on
+   the CPU once per `--latency-threads` count.
 
 Runs spread over `--jobs` processes (one torch thread each). Prints Markdown tables: evaluations
 to reach the target (median and per seed), final hypervolume and log10 gap to the maximum,
@@ -18,9 +19,12 @@ results.json, evals_to_target.csv, hv_curves.csv, latency.csv, summary.md and, w
 matplotlib, hv_gap.png and latency.png. Optuna's samplers need `pip install 'kiln[benchmarks]'`;
 without optuna their rows say "skipped".
 
-    python benchmarks/tune_quality.py --out results/tune               # everything, all cores
-    python benchmarks/tune_quality.py --device cuda --out results/tune # Bayes on the GPU
-    python benchmarks/tune_quality.py --smoke --out /tmp/tq            # seconds, for CI
+    python benchmarks/tune_quality.py --stop-at-target --budget 60 --out results/tune
+    python benchmarks/tune_quality.py --out results/tune   # full curves for every sampler
+    python benchmarks/tune_quality.py --smoke --out /tmp/tq  # seconds, for CI
+
+Latency is timed on the GPU too whenever CUDA is present; `--device cuda` also runs the quality
+runs' Bayes there (every process then shares the one GPU).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ _COST = {"bayes": 0, "optuna-gp": 1, "optuna-tpe": 2, "random": 3, "sobol": 4, "
 SMOKE = ["--problems", "branin_currin,c2dtlz2", "--seeds", "1", "--budget", "6",
          "--random-budget", "12", "--samplers", "random,sobol,bayes,optuna-tpe",
          "--latency-sizes", "8", "--latency-reps", "1", "--latency-devices", "cpu",
-         "--jobs", "1"]  # fmt: skip
+         "--latency-threads", "1", "--jobs", "1"]  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -65,8 +69,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated; default cpu, and cuda when present")  # fmt: skip
     p.add_argument("--latency-sizes", default="10,25,50,100,200")
     p.add_argument("--latency-reps", type=int, default=10)
-    p.add_argument("--latency-threads", type=int, default=torch.get_num_threads(),
-                   help="torch CPU threads while timing (default: torch's, all cores)")  # fmt: skip
+    p.add_argument("--latency-threads", default=None,
+                   help="comma-separated torch CPU thread counts to time with; default 1 "
+                        "and torch's default (all cores)")  # fmt: skip
     p.add_argument("--out", type=Path, help="folder for JSON, CSV, Markdown and PNG results")
     p.add_argument("--json", type=Path, help="write results.json here too")
     p.add_argument("--smoke", action="store_true", help=f"shorthand for {' '.join(SMOKE)}")
@@ -82,6 +87,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     default = "cpu,cuda" if torch.cuda.is_available() else "cpu"
     args.latency_devices = (args.latency_devices or default).split(",")
     args.latency_sizes = [int(n) for n in args.latency_sizes.split(",")]
+    threads = args.latency_threads or f"1,{torch.get_num_threads()}"
+    args.latency_threads = list(dict.fromkeys(int(t) for t in threads.split(",")))
     return args
 
 
@@ -128,13 +135,18 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def latencies(args: argparse.Namespace) -> list[dict[str, Any]]:
-    torch.set_num_threads(args.latency_threads)
-    rows = []
-    if "bayes" in args.samplers:
-        for device in args.latency_devices:
-            rows += latency.kiln_bayes(args.latency_sizes, args.latency_reps, device)
-    if "optuna-gp" in args.samplers and not optuna_missing():
-        rows += latency.optuna_gp(args.latency_sizes, args.latency_reps)
+    """Every CPU row once per thread count (labelled "cpu/Nt"); GPU rows with the most."""
+    rows, sizes, reps = [], args.latency_sizes, args.latency_reps
+    for threads in args.latency_threads:
+        torch.set_num_threads(threads)
+        cpu = f"cpu/{threads}t"
+        if "bayes" in args.samplers and "cpu" in args.latency_devices:
+            rows += [r | {"device": cpu} for r in latency.kiln_bayes(sizes, reps, "cpu")]
+        if "optuna-gp" in args.samplers and not optuna_missing():
+            rows += [r | {"device": cpu} for r in latency.optuna_gp(sizes, reps)]
+    for device in (d for d in args.latency_devices if d != "cpu"):
+        if "bayes" in args.samplers:
+            rows += latency.kiln_bayes(sizes, reps, device)
     return rows
 
 

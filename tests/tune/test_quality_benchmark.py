@@ -48,9 +48,9 @@ def test_smoke_run_writes_consistent_tables_csv_and_json(tmp_path):
         assert "final_hv" in tpe or "pip install" in tpe["skipped"]
         assert f"### {problem}" in run.stdout and "| bayes |" in run.stdout
     (latency,) = results["latency"]
-    assert (latency["sampler"], latency["device"], latency["n"]) == ("bayes", "cpu", 8)
+    assert (latency["sampler"], latency["device"], latency["n"]) == ("bayes", "cpu/1t", 8)
     assert 0 < latency["fit_p50"] + latency["acquisition_p50"] <= latency["seconds_p50"]
-    assert (tmp_path / "summary.md").read_text().count("| bayes | cpu | 8 |") == 1
+    assert (tmp_path / "summary.md").read_text().count("| bayes | cpu/1t | 8 |") == 1
 
 
 def test_hypervolume_trace_matches_recomputing_from_scratch(bench):
