@@ -93,7 +93,7 @@ class Bayes(BaseSampler):
     def suggest(self, study: Study, n: int = 1) -> list[dict[str, Any]]:
         _require_botorch()
         trials = study.trials
-        job, self._job = self._job, None
+        job, self._job = self._job, None  # a stale job runs out on its own, unread
         out = None
         if job is not None and n == 1 and _still_current(job[0], trials):
             job[1].join()
