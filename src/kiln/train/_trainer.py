@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from kiln.data import make_loader
 from kiln.train._batches import (
@@ -105,6 +105,7 @@ class Trainer:
         # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
         # counter and the first step whose loss was not finite. Sized in _setup.
         self._sums = torch.zeros(0, 2)
+        self._batch_rows = 0  # fit's batch size (per process): the shape that is compiled
         self._step_t = torch.zeros(())
         self._first_bad = torch.zeros(())
 
@@ -163,6 +164,7 @@ class Trainer:
                 device=self.device,
                 seed=self.seed,
             )
+        self._batch_rows = batch_size
         self._setup(next(iter(loader.epoch(0))), targets)
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
@@ -246,7 +248,11 @@ class Trainer:
 
     def _step(self, x: Any, y: Any, w: Tensor | None) -> None:
         """One optimizer step; every effect stays on the device (CUDA-graph safe)."""
-        loss = self._forward_loss_fn(x, y, w, self._sums, self._step_t, self._first_bad)
+        # Only full batches take the compiled path: the last, partial batch of an epoch would
+        # cost a second compilation (seconds) to save a millisecond, so it runs eagerly.
+        full = _rows(x) == self._batch_rows
+        forward = self._forward_loss_fn if full else self._forward_loss
+        loss = forward(x, y, w, self._sums, self._step_t, self._first_bad)
         optimizer = self.optimizer
         assert optimizer is not None
         if self.scaler is not None:
@@ -451,3 +457,10 @@ class Trainer:
         if self.dist and self.strategy == "fsdp":
             return full_state_dict(self.model)
         return self.model.state_dict()
+
+
+def _rows(x: Any) -> int:
+    """The number of samples in a batch (a tensor or a pytree of them)."""
+    if isinstance(x, Tensor):
+        return x.shape[0]
+    return next(t.shape[0] for t in tree_flatten(x)[0] if isinstance(t, Tensor))
