@@ -358,6 +358,26 @@ class Trainer:
         collective, so every rank runs every batch (and the sums need no reduction)."""
         return self.dist is not None and self.strategy != "fsdp"
 
+    def _probe(self, x: Any) -> Any:
+        """The model's output for two samples of ``x``, in eval mode, without gradients: enough
+        to see its structure. (A whole batch here set ResNet-50's peak memory.) An error is
+        raised with the whole batch, so that its message shows the shape the user passed."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            try:
+                return self._forward_no_grad(tree_map(_first_two, x))
+            except (ValueError, RuntimeError):
+                return self._forward_no_grad(x)
+        finally:
+            self.model.train(was_training)
+
+    def _forward_no_grad(self, x: Any) -> Any:
+        if self.channels_last:
+            x = tree_map(to_channels_last, x)
+        with torch.no_grad(), self._autocast():
+            return call_model(self.model, x)
+
     def _my_part(self, data: Any) -> Any:
         return self.dist.shard(data) if self.dist and self._split_eval else data
 
@@ -382,11 +402,7 @@ class Trainer:
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad(), self._autocast():
-            out = call_model(self.model, x)
-        self.model.train(was_training)
+        out = self._probe(x)
         if not self.objective.names:
             self.objective.build(out)
         if targets is not None and len(batch) > 1:
@@ -464,3 +480,7 @@ def _rows(x: Any) -> int:
     if isinstance(x, Tensor):
         return x.shape[0]
     return next(t.shape[0] for t in tree_flatten(x)[0] if isinstance(t, Tensor))
+
+
+def _first_two(t: Any) -> Any:
+    return t[:2] if isinstance(t, Tensor) else t
