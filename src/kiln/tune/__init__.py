@@ -8,6 +8,7 @@
 """
 
 from kiln.tune._bayes import Bayes
+from kiln.tune._client import Client, RemoteStudy, connect
 from kiln.tune._pareto import crowding_distance, hypervolume, nondominated_ranks, pareto_mask
 from kiln.tune._pruner import BasePruner, SuccessiveHalving
 from kiln.tune._sampler import BaseSampler, Random, Sobol
@@ -22,11 +23,13 @@ __all__ = [
     "BaseStorage",
     "Bayes",
     "Categorical",
+    "Client",
     "Float",
     "InMemoryStorage",
     "Int",
     "LinearConstraint",
     "Random",
+    "RemoteStudy",
     "Sobol",
     "Space",
     "Study",
@@ -34,6 +37,7 @@ __all__ = [
     "Trial",
     "TrialPruned",
     "TrialState",
+    "connect",
     "crowding_distance",
     "hypervolume",
     "nondominated_ranks",
