@@ -86,8 +86,9 @@ def test_models_and_health(url):
     pixels = httpx.get(f"{url}/v1/models/pixels").json()
     assert pixels["input"] == {"shape": [6, 8, 3], "dtype": "uint8", "layout": "NHWC"}
     assert "image/png" in pixels["content_types"]
-    missing = httpx.get(f"{url}/v1/models/nope")
-    assert missing.status_code == 404 and "['linear', 'pixels']" in missing.json()["error"]
+    for missing in (httpx.get(f"{url}/v1/models/nope"),
+                    httpx.post(f"{url}/v1/models/nope/infer", json={"inputs": [[0]]})):  # fmt: skip
+        assert missing.status_code == 404 and "['linear', 'pixels']" in missing.json()["error"]
 
 
 def test_json_and_binary_answers_match_the_model(url, linear):
@@ -105,7 +106,22 @@ def test_json_and_binary_answers_match_the_model(url, linear):
                            headers=BINARY)  # fmt: skip
         assert reply.headers["content-type"] == "application/octet-stream"
         got = decode_outputs(reply.content, reply.headers["x-shape"], reply.headers["x-dtype"])
-        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(torch.tensor(got), expected)
+
+
+def test_a_chunked_body_without_content_length(url, linear):
+    x = torch.randn(3, 4)
+    data = x.numpy().tobytes()
+
+    def chunks():
+        yield data[:5]
+        yield data[5:]
+
+    reply = httpx.post(f"{url}/v1/models/linear/infer", content=chunks(), headers=BINARY)
+    assert reply.status_code == 200 and "content-length" not in reply.request.headers
+    got = decode_outputs(reply.content, reply.headers["x-shape"], reply.headers["x-dtype"])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(got), linear(x))
 
 
 def test_uint8_images_raw_png_jpeg_and_multipart(url):
@@ -115,7 +131,7 @@ def test_uint8_images_raw_png_jpeg_and_multipart(url):
     raw = httpx.post(infer, content=np.stack([first, second]).tobytes(),
                      headers={**BINARY, "x-shape": "2,6,8,3"})  # fmt: skip
     rows = decode_outputs(raw.content, raw.headers["x-shape"], raw.headers["x-dtype"])
-    assert np.array_equal(rows.numpy().reshape(2, 6, 8, 3), np.stack([first, second]))
+    assert np.array_equal(rows.reshape(2, 6, 8, 3), np.stack([first, second]))
     png = httpx.post(infer, content=_png(first), headers={"content-type": "image/png"}).json()
     assert np.array_equal(np.array(png["outputs"]).reshape(6, 8, 3), first)  # lossless, exact
     jpeg = _png(first, "JPEG")
@@ -275,6 +291,9 @@ def test_tokens_beyond_loopback(tmp_path, linear):
     engines = {"linear": eager_engine(linear, torch.zeros(1, 4), (1,))}
     with serving(inference_app(engines, token_required=True, store=store)) as url:
         assert httpx.get(f"{url}/v1/models").status_code == 401
+        refused = httpx.post(f"{url}/v1/models/linear/infer", json={"inputs": [[0] * 4]})
+        assert refused.status_code == 401 and "requires an API token" in refused.json()["error"]
+        assert refused.headers["www-authenticate"] == "Bearer"
         bad = httpx.get(f"{url}/v1/models", headers={"authorization": "Bearer nope"})
         assert bad.status_code == 401 and "unknown API token" in bad.json()["error"]
         auth = {"authorization": f"Bearer {token}"}

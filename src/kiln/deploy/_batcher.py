@@ -20,8 +20,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from kiln.deploy._codecs import Batch, to_numpy
 from kiln.deploy._engine import Engine
 from kiln.deploy._metrics import ServeMetrics
 
@@ -46,8 +48,8 @@ class EngineError(RuntimeError):
 
 @dataclass
 class _Request:
-    batch: torch.Tensor
-    future: asyncio.Future[torch.Tensor]
+    batch: Batch
+    future: asyncio.Future[np.ndarray]
     arrived: float = field(default_factory=time.perf_counter)
 
 
@@ -76,7 +78,7 @@ class Batcher:
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._staging: torch.Tensor | None = None  # pinned host buffer (CUDA engines)
+        self._staging: tuple[torch.Tensor, np.ndarray] | None = None  # pinned (CUDA engines)
 
     @property
     def depth(self) -> int:
@@ -103,10 +105,10 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def submit(self, batch: torch.Tensor) -> asyncio.Future[torch.Tensor]:
+    def submit(self, batch: Batch) -> asyncio.Future[np.ndarray]:
         """Queue ``batch`` (N samples); the future resolves to the engine's N output rows."""
         assert self._loop is not None, "Batcher.start(loop) first"
-        future: asyncio.Future[torch.Tensor] = self._loop.create_future()
+        future: asyncio.Future[np.ndarray] = self._loop.create_future()
         n = len(batch)
         with self._cond:
             if self._stopped:
@@ -162,10 +164,10 @@ class Batcher:
     def _run(self, requests: list[_Request]) -> None:
         start = time.perf_counter()
         try:
-            outputs = self.engine(self._assemble([r.batch for r in requests])).cpu()
-            rows: list[torch.Tensor] | BaseException = list(
-                outputs.split([len(r.batch) for r in requests])
-            )
+            outputs = to_numpy(self.engine(self._assemble([r.batch for r in requests])))
+            ends = np.cumsum([len(r.batch) for r in requests])
+            # numpy views: no torch call per request (each would hand the GIL over)
+            rows: list[np.ndarray] | BaseException = np.split(outputs, ends[:-1])
         except Exception as error:  # any engine failure fails this batch only
             log.exception("model %r: the engine failed on a batch", self.name)
             self._settle_device()
@@ -179,24 +181,25 @@ class Batcher:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_deliver, requests, rows)
 
-    def _assemble(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """One batch from the requests' tensors; on CUDA staged in pinned memory, so the
-        engine's host->device copy is one asynchronous transfer."""
+    def _assemble(self, parts: list[Batch]) -> torch.Tensor:
+        """One batch from the requests' arrays; for CUDA, one copy into pinned memory, so the
+        engine's host->device transfer is a single asynchronous copy."""
         device = self.engine.device
-        if any(part.device != torch.device("cpu") for part in parts):  # decoded on the GPU
-            return torch.cat([part.to(device, non_blocking=True) for part in parts])
-        n = sum(len(part) for part in parts)
+        if any(isinstance(part, torch.Tensor) for part in parts):  # decoded on the GPU, bf16
+            tensors = [torch.as_tensor(part).to(device, non_blocking=True) for part in parts]
+            return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+        arrays: list[np.ndarray] = parts  # type: ignore[assignment]
+        n = sum(len(array) for array in arrays)
         if device.type != "cuda" or n > self.engine.max_batch_size:
-            return parts[0] if len(parts) == 1 else torch.cat(parts)
+            return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
         if self._staging is None:
             shape = (self.engine.max_batch_size, *self.engine.input_shape)
-            self._staging = torch.empty(shape, dtype=self.engine.input_dtype, pin_memory=True)
-        offset = 0
-        for part in parts:
-            self._staging[offset : offset + len(part)].copy_(part)
-            offset += len(part)
-        # Reusing the buffer next batch is safe: the outputs' .cpu() waited for this copy.
-        return self._staging[:n]
+            pinned = torch.empty(shape, dtype=self.engine.input_dtype, pin_memory=True)
+            self._staging = pinned, pinned.numpy()
+        # Reusing the buffer next batch is safe: to_numpy's .cpu() waited for this copy.
+        pinned, view = self._staging
+        np.concatenate(arrays, out=view[:n])
+        return pinned[:n]
 
     def _settle_device(self) -> None:
         """After a failure, wait for copies still reading the staging buffer."""
@@ -215,7 +218,7 @@ class Batcher:
             self.metrics.queue_wait.observe(self.labels, start - request.arrived)
 
 
-def _deliver(requests: list[_Request], rows: list[torch.Tensor] | BaseException) -> None:
+def _deliver(requests: list[_Request], rows: list[np.ndarray] | BaseException) -> None:
     for i, request in enumerate(requests):
         if request.future.done():  # the client went away
             continue

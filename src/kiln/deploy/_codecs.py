@@ -5,6 +5,10 @@ dtype, the shape ``N,d1,d2,...`` in the ``X-Shape`` header or the ``shape`` quer
 (or left out: N follows from the length). JSON takes ``{"inputs": nested lists}`` or
 ``{"shape": [...], "data": [flat list]}``. Every malformed body raises ``ValueError`` saying
 what the model takes and what came.
+
+Batches and outputs are numpy arrays here: the event loop never calls torch, whose calls
+release the GIL and so hand it to the engine's thread for a whole switch interval. (bfloat16,
+which numpy lacks, arrives as a torch tensor; bfloat16 outputs leave as float32.)
 """
 
 from __future__ import annotations
@@ -17,22 +21,13 @@ import torch
 
 from kiln.deploy._engine import Engine
 
-DTYPES = {
-    str(d).removeprefix("torch."): d
-    for d in (
-        torch.uint8,
-        torch.int8,
-        torch.int16,
-        torch.int32,
-        torch.int64,
-        torch.bool,
-        torch.float16,
-        torch.bfloat16,
-        torch.float32,
-        torch.float64,
-    )
-}
+NUMPY = {
+    torch.uint8: np.uint8, torch.int8: np.int8, torch.int16: np.int16, torch.int32: np.int32,
+    torch.int64: np.int64, torch.bool: np.bool_, torch.float16: np.float16,
+    torch.float32: np.float32, torch.float64: np.float64,
+}  # fmt: skip
 BINARY = "application/octet-stream"
+Batch = np.ndarray | torch.Tensor
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -70,9 +65,7 @@ def binary_count(engine: Engine, length: int, shape: str | None) -> int:
     return dims[0]
 
 
-def decode_binary(
-    engine: Engine, body: bytearray, shape: str | None, dtype: str | None
-) -> torch.Tensor:
+def decode_binary(engine: Engine, body: bytearray, shape: str | None, dtype: str | None) -> Batch:
     """A batch viewing ``body`` (no copy): raw bytes in the engine's dtype."""
     if dtype is not None and dtype.strip().lower() != dtype_name(engine.input_dtype):
         raise ValueError(
@@ -80,11 +73,12 @@ def decode_binary(
             f"dtype {dtype!r}; convert on the client."
         )
     n = binary_count(engine, len(body), shape)
-    flat = torch.frombuffer(body, dtype=engine.input_dtype)
-    return flat.view(n, *engine.input_shape)
+    if engine.input_dtype not in NUMPY:  # bfloat16
+        return torch.frombuffer(body, dtype=engine.input_dtype).view(n, *engine.input_shape)
+    return np.frombuffer(body, dtype=NUMPY[engine.input_dtype]).reshape(n, *engine.input_shape)
 
 
-def decode_json(engine: Engine, body: bytes | bytearray) -> torch.Tensor:
+def decode_json(engine: Engine, body: bytes | bytearray) -> Batch:
     """A batch from ``{"inputs": [[...]]}`` or ``{"shape": [...], "data": [...]}``."""
     try:
         document = json.loads(body)
@@ -113,25 +107,28 @@ def decode_json(engine: Engine, body: bytes | bytearray) -> torch.Tensor:
     return _to_dtype(engine, array)
 
 
-def encode(outputs: torch.Tensor, accept: str, model: str) -> tuple[bytes, str, dict[str, str]]:
+def to_numpy(outputs: torch.Tensor) -> np.ndarray:
+    """Engine outputs as a numpy array on the CPU (bfloat16 as float32)."""
+    if outputs.dtype not in NUMPY:
+        outputs = outputs.float()
+    return outputs.cpu().numpy()
+
+
+def encode(outputs: np.ndarray, accept: str, model: str) -> tuple[bytes, str, dict[str, str]]:
     """The response body, media type and headers: binary when ``accept`` asks for it."""
-    shape = ",".join(map(str, outputs.shape))
+    dtype = "bool" if outputs.dtype == np.bool_ else str(outputs.dtype)
     if BINARY in accept:
-        data = outputs.contiguous().view(torch.uint8).numpy().tobytes()
-        return data, BINARY, {"X-Shape": shape, "X-Dtype": dtype_name(outputs.dtype)}
-    document = {
-        "model": model,
-        "shape": list(outputs.shape),
-        "dtype": dtype_name(outputs.dtype),
-        "outputs": outputs.tolist(),
-    }
+        shape = ",".join(map(str, outputs.shape))
+        return outputs.tobytes(), BINARY, {"X-Shape": shape, "X-Dtype": dtype}
+    document = {"model": model, "shape": list(outputs.shape), "dtype": dtype,
+                "outputs": outputs.tolist()}  # fmt: skip
     return json.dumps(document).encode(), "application/json", {}
 
 
-def decode_outputs(body: bytes, shape: str, dtype: str) -> torch.Tensor:
-    """A binary response back to a tensor (the client's side of ``encode``)."""
-    flat = torch.frombuffer(bytearray(body), dtype=DTYPES[dtype])
-    return flat.view(*_parse_shape(shape)) if shape else flat
+def decode_outputs(body: bytes, shape: str, dtype: str) -> np.ndarray:
+    """A binary response back to an array (the client's side of ``encode``)."""
+    flat = np.frombuffer(body, dtype=np.dtype(dtype))
+    return flat.reshape(_parse_shape(shape)) if shape else flat
 
 
 def _parse_shape(text: str) -> list[int]:
@@ -161,10 +158,12 @@ def _numbers(value: Any, key: str) -> np.ndarray:
     return array
 
 
-def _to_dtype(engine: Engine, array: np.ndarray) -> torch.Tensor:
+def _to_dtype(engine: Engine, array: np.ndarray) -> Batch:
     dtype = engine.input_dtype
-    if dtype.is_floating_point or dtype == torch.bool:
+    if dtype not in NUMPY:  # bfloat16
         return torch.from_numpy(array.astype(np.float64)).to(dtype)
+    if dtype.is_floating_point or dtype == torch.bool:
+        return array.astype(NUMPY[dtype])
     info = torch.iinfo(dtype)
     low, high = array.min(), array.max()
     if (array.dtype.kind == "f" and not np.array_equal(array, np.round(array))) or (
@@ -174,4 +173,4 @@ def _to_dtype(engine: Engine, array: np.ndarray) -> torch.Tensor:
             f"the model takes {dtype_name(dtype)}: integers in [{info.min}, "
             f"{info.max}]. Received values from {low} to {high} ({array.dtype})."
         )
-    return torch.from_numpy(array.astype(np.int64)).to(dtype)
+    return array.astype(NUMPY[dtype])

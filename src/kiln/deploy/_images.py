@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import torch
 
 from kiln._extras import require
@@ -22,7 +23,7 @@ def takes_images(engine: Engine) -> bool:
     return engine.input_dtype == torch.uint8 and len(shape) == 3 and shape[2] in (1, 3)
 
 
-def decode_images(engine: Engine, blobs: list[bytes]) -> torch.Tensor:
+def decode_images(engine: Engine, blobs: list[bytes]) -> np.ndarray | torch.Tensor:
     """One batch of ``len(blobs)`` images; raises ValueError for any undecodable or misfit one."""
     if not takes_images(engine):
         raise ValueError(
@@ -33,12 +34,10 @@ def decode_images(engine: Engine, blobs: list[bytes]) -> torch.Tensor:
         raise ValueError("the request holds no image: send one or more image files.")
     if engine.device.type == "cuda" and all(b[:2] == b"\xff\xd8" for b in blobs) and _gpu_ok():
         return _decode_jpegs_on_gpu(engine, blobs)
-    return torch.stack(
-        [_decode_pillow(engine, blob, i, len(blobs)) for i, blob in enumerate(blobs)]
-    )
+    return np.stack([_decode_pillow(engine, blob, i, len(blobs)) for i, blob in enumerate(blobs)])
 
 
-def _decode_pillow(engine: Engine, blob: bytes, index: int, count: int) -> torch.Tensor:
+def _decode_pillow(engine: Engine, blob: bytes, index: int, count: int) -> np.ndarray:
     image_module = require("PIL.Image", "serve")
     height, width, channels = engine.input_shape
     which = f"image {index + 1} of {count}" if count > 1 else "the image"
@@ -50,15 +49,14 @@ def _decode_pillow(engine: Engine, blob: bytes, index: int, count: int) -> torch
                 f"height); {which} is {image.size[0]}x{image.size[1]}. Resize it "
                 "on the client."
             )
-        image = image.convert("RGB" if channels == 3 else "L")
-        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
     except _SizeError:
         raise
     except Exception as error:  # Pillow raises many kinds for bad bytes
         raise ValueError(
             f"{which} could not be decoded ({len(blob)} bytes): {type(error).__name__}: {error}"
         ) from None
-    return pixels.view(height, width, channels)
+    return pixels.reshape(height, width, channels)
 
 
 def _gpu_ok() -> bool:
