@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -40,8 +39,14 @@ LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
 # ---- the client (one process: an asyncio loop with several keep-alive connections) ---------
 
 
-async def _connection(host: str, port: int, request: bytes, window: tuple[float, float],
-                      latencies: list[float], statuses: Counter) -> None:  # fmt: skip
+async def _connection(
+    host: str,
+    port: int,
+    request: bytes,
+    window: tuple[float, float],
+    latencies: list[float],
+    statuses: Counter,
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     warm_until, stop_at = window
     try:
@@ -60,18 +65,24 @@ async def _connection(host: str, port: int, request: bytes, window: tuple[float,
         writer.close()
 
 
-async def _client(url: str, request: bytes, connections: int, window: tuple[float, float]
-                  ) -> tuple[list[float], Counter]:  # fmt: skip
+async def _client(
+    url: str, request: bytes, connections: int, window: tuple[float, float]
+) -> tuple[list[float], Counter]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
     statuses: Counter = Counter()
-    await asyncio.gather(*(_connection(host, int(port), request, window, latencies, statuses)
-                           for _ in range(connections)))  # fmt: skip
+    await asyncio.gather(
+        *(
+            _connection(host, int(port), request, window, latencies, statuses)
+            for _ in range(connections)
+        )
+    )
     return latencies, statuses
 
 
-def _client_process(url: str, request: bytes, connections: int, window: tuple[float, float],
-                    out: Any) -> None:  # fmt: skip
+def _client_process(
+    url: str, request: bytes, connections: int, window: tuple[float, float], out: Any
+) -> None:
     try:
         import uvloop
 
@@ -84,8 +95,16 @@ def _client_process(url: str, request: bytes, connections: int, window: tuple[fl
         out.put(error)
 
 
-def run_level(url: str, model: str, images: int, shape: list[int], clients: int, processes: int,
-              warmup: float, duration: float) -> dict[str, Any]:  # fmt: skip
+def run_level(
+    url: str,
+    model: str,
+    images: int,
+    shape: list[int],
+    clients: int,
+    processes: int,
+    warmup: float,
+    duration: float,
+) -> dict[str, Any]:
     """``clients`` connections over ``processes`` processes for ``warmup`` + ``duration`` s."""
     body = os.urandom(images * _prod(shape))
     head = (
@@ -98,10 +117,11 @@ def run_level(url: str, model: str, images: int, shape: list[int], clients: int,
     spread = [clients // processes + (i < clients % processes) for i in range(processes)]
     context = mp.get_context("spawn")
     out = context.Queue()
-    start = time.time() + 1.5 + 0.1 * processes  # every process connected before the window
+    start = time.time() + 0.5 + 0.25 * processes  # every process connected before the window
     window = (start + warmup, start + warmup + duration)
-    procs = [context.Process(target=_client_process, args=(url, request, n, window, out))
-             for n in spread]  # fmt: skip
+    procs = [
+        context.Process(target=_client_process, args=(url, request, n, window, out)) for n in spread
+    ]
     for proc in procs:
         proc.start()
     results = [out.get(timeout=warmup + duration + 120) for _ in procs]
@@ -114,11 +134,15 @@ def run_level(url: str, model: str, images: int, shape: list[int], clients: int,
     statuses = sum((s for _, s in results), Counter())
     ok = statuses.get(200, 0)
     return {
-        "clients": clients, "images_per_request": images, "requests": len(latencies),
-        "img_s": ok * images / duration, "req_s": len(latencies) / duration,
-        "p50_ms": _quantile(latencies, 0.50) * 1000, "p99_ms": _quantile(latencies, 0.99) * 1000,
+        "clients": clients,
+        "images_per_request": images,
+        "requests": len(latencies),
+        "img_s": ok * images / duration,
+        "req_s": len(latencies) / duration,
+        "p50_ms": _quantile(latencies, 0.50) * 1000,
+        "p99_ms": _quantile(latencies, 0.99) * 1000,
         "errors": {str(k): v for k, v in statuses.items() if k != 200},
-    }  # fmt: skip
+    }
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -139,20 +163,32 @@ def build_engine(args: argparse.Namespace) -> Any:
     """ResNet-50 (or a tiny CNN for --smoke) taking uint8 NHWC images."""
     import torch
 
-    from kiln import deploy, zoo
+    from kiln import deploy
 
     size = args.image_size
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     if args.smoke:
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
-                                    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                    torch.nn.Linear(8, 10))  # fmt: skip
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, 10),
+        )
     else:
+        from kiln import zoo
+
         model = zoo.create_model(args.model, image_size=size)
     example = torch.randn(max(sizes), 3, size, size)
     if hasattr(deploy, "optimize") and args.engine == "optimize":
-        return deploy.optimize(model, example, precision=args.precision, batch_sizes=sizes,
-                               device=args.device, image=IMAGENET)  # fmt: skip
+        return deploy.optimize(
+            model,
+            example,
+            precision=args.precision,
+            batch_sizes=sizes,
+            device=args.device,
+            image=IMAGENET,
+        )
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         args.precision if args.device != "cpu" else "fp32"
     ]
@@ -186,17 +222,28 @@ def in_process_server(args: argparse.Namespace) -> Any:
     from kiln.deploy._serve import serving
 
     engine = build_engine(args)
-    app = inference_app({args.model: engine}, max_delay_ms=args.max_delay_ms,
-                        max_queue=args.max_queue)  # fmt: skip
+    app = inference_app(
+        {args.model: engine}, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue
+    )
     with serving(app, port=args.port) as url:
         yield url
 
 
 @contextmanager
 def kiln_serve(args: argparse.Namespace) -> Any:
-    command = [sys.executable, "-m", "kiln.cli._main", "serve", str(args.repository), "--port",
-               str(args.port or 8000), "--max-delay-ms", str(args.max_delay_ms),
-               "--max-queue", str(args.max_queue)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "kiln.cli._main",
+        "serve",
+        str(args.repository),
+        "--port",
+        str(args.port or 8000),
+        "--max-delay-ms",
+        str(args.max_delay_ms),
+        "--max-queue",
+        str(args.max_queue),
+    ]
     if args.device:
         command += ["--device", args.device]
     proc = subprocess.Popen(command)
@@ -232,8 +279,11 @@ def batch_stats(url: str, model: str) -> tuple[float, float, float]:
         match = re.search(rf'^{name}{{model="{re.escape(model)}"}} (\S+)$', text, re.M)
         return float(match.group(1)) if match else 0.0
 
-    return (value("kiln_serve_batch_size_count"), value("kiln_serve_batch_size_sum"),
-            value("kiln_serve_engine_seconds_sum"))  # fmt: skip
+    return (
+        value("kiln_serve_batch_size_count"),
+        value("kiln_serve_batch_size_sum"),
+        value("kiln_serve_engine_seconds_sum"),
+    )
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -244,8 +294,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repository", type=Path, help="serve this repository with kiln serve")
     parser.add_argument("--url", help="benchmark a running server instead")
     parser.add_argument("--model", default="resnet50", help="zoo model / served name")
-    parser.add_argument("--engine", choices=["optimize", "eager"], default="optimize",
-                        help="in-process engine: kiln.deploy.optimize when present, or eager")  # fmt: skip
+    parser.add_argument(
+        "--engine",
+        choices=["optimize", "eager"],
+        default="optimize",
+        help="in-process engine: kiln.deploy.optimize when present, or eager",
+    )
     parser.add_argument("--precision", default="fp16", help="fp16, bf16 or fp32")
     parser.add_argument("--batch-sizes", default="1,8,16,32,64", help="the engine's sizes")
     parser.add_argument("--device", default="cuda", help="cuda or cpu")
@@ -261,8 +315,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny CPU run: small CNN, 32x32 images, short levels")  # fmt: skip
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny CPU run: small CNN, 32x32 images, short levels"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.device, args.engine, args.model, args.image_size = "cpu", "eager", "tiny", 32
@@ -283,35 +338,55 @@ def main(argv: list[str] | None = None) -> int:
         models = wait_ready(url, args.ready_timeout)
         model = next((m for m in models if m["name"] == args.model), models[0])
         shape = model["input"]["shape"]
-        print(f"kiln serve at {url}: model {model['name']!r}, input {shape} "
-              f"{model['input']['dtype']}, batch sizes {model['batch_sizes']}, on "
-              f"{model['device']}; {args.images} images per request, binary", flush=True)  # fmt: skip
+        print(
+            f"kiln serve at {url}: model {model['name']!r}, input {shape} "
+            f"{model['input']['dtype']}, batch sizes {model['batch_sizes']}, on "
+            f"{model['device']}; {args.images} images per request, binary",
+            flush=True,
+        )
         rows = []
         for clients in [int(c) for c in args.concurrency.split(",")]:
             before = batch_stats(url, model["name"])
-            row = run_level(url, model["name"], args.images, shape, clients, args.processes,
-                            args.warmup, args.duration)  # fmt: skip
+            row = run_level(
+                url,
+                model["name"],
+                args.images,
+                shape,
+                clients,
+                args.processes,
+                args.warmup,
+                args.duration,
+            )
             after = batch_stats(url, model["name"])
             calls = max(after[0] - before[0], 1.0)
             row["mean_batch"] = (after[1] - before[1]) / calls
             row["engine_ms"] = (after[2] - before[2]) / calls * 1000
             row["meets_slo"] = row["p99_ms"] <= args.slo_ms
             rows.append(row)
-            print(f"  {clients} clients: {row['img_s']:,.0f} img/s, p99 {row['p99_ms']:.2f} ms",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"  {clients} clients: {row['img_s']:,.0f} img/s, p99 {row['p99_ms']:.2f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     print(table(rows, args.slo_ms))
     within = [r["img_s"] for r in rows if r["meets_slo"] and not r["errors"]]
     best = max(within, default=0.0)
     print(f"\nbest throughput with p99 <= {args.slo_ms:g} ms: {best:,.0f} img/s")
     if args.json:
-        args.json.write_text(json.dumps({"model": model, "rows": rows, "best_img_s": best,
-                                         "slo_ms": args.slo_ms}, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {"model": model, "rows": rows, "best_img_s": best, "slo_ms": args.slo_ms}, indent=2
+            )
+        )
     return 0 if all(not r["errors"] for r in rows) else 1
 
 
 def table(rows: list[dict[str, Any]], slo_ms: float) -> str:
-    lines = [f"| clients | img/s | req/s | p50 ms | p99 ms | p99 <= {slo_ms:g} ms | mean batch "
-             "| engine ms | errors |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"| clients | img/s | req/s | p50 ms | p99 ms | p99 <= {slo_ms:g} ms | mean batch "
+        "| engine ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         lines.append(
