@@ -76,6 +76,8 @@ def inference_app(
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         loading = asyncio.create_task(_load(app, engines, on_load_error))
+        if isinstance(engines, Mapping):  # loaded already: ready before the first request
+            await loading
         try:
             yield
         finally:
