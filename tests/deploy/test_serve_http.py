@@ -3,6 +3,7 @@ concurrent requests share a batch, a full queue answers 429, bad input 400, /met
 
 from __future__ import annotations
 
+import copy
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -52,11 +53,14 @@ def linear() -> torch.nn.Module:
 
 
 @pytest.fixture
-def url(linear):
+def url(linear, device):
+    """A server of two engines on ``device`` (CUDA engines stage batches in pinned memory)."""
+    images = torch.zeros(1, 6, 8, 3, dtype=torch.uint8, device=device)
     engines = {
-        "linear": eager_engine(linear, torch.zeros(1, 4), (1, 2, 4, 8)),
-        "pixels": eager_engine(Images(), torch.zeros(1, 6, 8, 3, dtype=torch.uint8), (1, 4)),
-    }
+        "linear": eager_engine(copy.deepcopy(linear).to(device), torch.zeros(1, 4, device=device),
+                               (1, 2, 4, 8)),
+        "pixels": eager_engine(Images(), images, (1, 4)),
+    }  # fmt: skip
     with serving(inference_app(engines, max_delay_ms=0.5)) as base:
         yield base
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +28,7 @@ from kiln.deploy._batcher import (
 )
 
 PREFIX, SUFFIX = "/v1/models/", "/infer"
+log = logging.getLogger("kiln.serve")
 Headers = dict[bytes, bytes]
 
 
@@ -61,7 +63,8 @@ class InferenceApp:
             outputs = await _run(batcher, scope, headers, receive, self.state.max_body)
             accept = headers.get(b"accept", b"").decode("latin-1")
             body, media_type, extra = _codecs.encode(outputs, accept, name)
-        except HTTPError as error:
+        except Exception as caught:
+            error = caught if isinstance(caught, HTTPError) else _internal(caught)
             if batcher is not None:
                 self._count(batcher, error.status)
             await _send(send, error.status, *_error(error))
@@ -78,15 +81,16 @@ class InferenceApp:
         header = headers.get(b"authorization", b"").decode("latin-1")
         if header in self.state.verified:
             return
+        from starlette.exceptions import HTTPException
         from starlette.requests import Request
 
         from kiln.deploy._routes import check_token
 
         try:
             await check_token(Request({**scope, "app": self.fastapi}))
-        except Exception as error:  # fastapi.HTTPException: 401
-            detail = getattr(error, "detail", str(error))
-            raise HTTPError(401, detail, {b"www-authenticate": b"Bearer"}) from None
+        except HTTPException as error:
+            headers = {b"www-authenticate": b"Bearer"}
+            raise HTTPError(error.status_code, str(error.detail), headers) from None
 
     def _batcher(self, name: str) -> Batcher:
         if not self.state.ready:
@@ -201,6 +205,12 @@ def _query(scope: dict[str, Any], key: str) -> str | None:
     query = scope.get("query_string", b"")
     values = parse_qs(query.decode("latin-1")).get(key) if query else None
     return values[0] if values else None
+
+
+def _internal(error: Exception) -> HTTPError:
+    """A failure no rule covers (a bug, the token store down): 500, logged with its traceback."""
+    log.error("kiln serve: infer failed", exc_info=error)
+    return HTTPError(500, f"internal error: {type(error).__name__}: {error}")
 
 
 def _error(error: HTTPError) -> tuple[Headers, bytes]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from kiln.deploy._metrics import ServeMetrics
 
 log = logging.getLogger("kiln.serve")
 Engines = Mapping[str, Engine] | Callable[[], Mapping[str, Engine]]
-SWITCH_INTERVAL = 2e-4  # seconds
+SWITCH_INTERVAL_MS = "0.1"  # default of $KILN_SERVE_SWITCH_INTERVAL_MS
 
 
 def inference_app(
@@ -51,9 +52,10 @@ def inference_app(
     ``Authorization: Bearer <token>`` with a token of ``store`` (``kiln token create``).
 
     A loader runs in the background once the server starts; ``/health/ready`` answers 503
-    until it returns. While serving, the interpreter's GIL switch interval drops to 0.2 ms:
-    the engine's thread, waiting for the GIL between torch calls, gets it back that soon even
-    while the event loop is busy (with the default, 5 ms, the waits add up in the latency).
+    until it returns. While serving, the interpreter's GIL switch interval drops to 0.1 ms
+    (``$KILN_SERVE_SWITCH_INTERVAL_MS``): the engine's thread, waiting for the GIL between
+    torch calls, gets it back that soon even while the event loop is busy (with Python's
+    default, 5 ms, a dozen such waits per batch would add up in the latency).
     The app's ``state`` is the FastAPI app's (``.fastapi``), which serves all but infer.
     """
     require("fastapi", "serve")
@@ -74,7 +76,9 @@ def inference_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        ms = float(os.environ.get("KILN_SERVE_SWITCH_INTERVAL_MS", SWITCH_INTERVAL_MS))
+        sys.setswitchinterval(min(interval, ms / 1000))
+        app.state.batchers, app.state.load_error, app.state.ready = {}, None, False
         loading = asyncio.create_task(_load(app, engines, on_load_error))
         if isinstance(engines, Mapping):  # loaded already: ready before the first request
             await loading
@@ -93,8 +97,7 @@ def inference_app(
         description="Inference with dynamic batching over kiln engines.",
     )
     state = app.state
-    state.batchers, state.load_error = {}, None
-    state.ready = False
+    state.batchers, state.load_error, state.ready = {}, None, False
     state.max_delay, state.max_queue, state.max_body = (
         max_delay_ms / 1000,
         max_queue,
