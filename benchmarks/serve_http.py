@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import multiprocessing as mp
 import os
@@ -168,6 +169,7 @@ def build_engine(args: argparse.Namespace) -> Any:
     size = args.image_size
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     if args.smoke:
+        torch.set_num_threads(1)  # the client processes need the other cores
         model = torch.nn.Sequential(
             torch.nn.Conv2d(3, 8, 3, stride=2),
             torch.nn.ReLU(),
@@ -179,16 +181,14 @@ def build_engine(args: argparse.Namespace) -> Any:
         from kiln import zoo
 
         model = zoo.create_model(args.model, image_size=size)
-    example = torch.randn(max(sizes), 3, size, size)
     if hasattr(deploy, "optimize") and args.engine == "optimize":
-        return deploy.optimize(
-            model,
-            example,
-            precision=args.precision,
-            batch_sizes=sizes,
-            device=args.device,
-            image=IMAGENET,
-        )
+        options = {"precision": args.precision, "batch_sizes": sizes, "device": args.device,
+                   "image": IMAGENET, "autotune": args.autotune}  # fmt: skip
+        known = inspect.signature(deploy.optimize).parameters  # its options may still change
+        options = {k: v for k, v in options.items() if k in known and v is not None}
+        print(f"building the engine: kiln.deploy.optimize({options})", file=sys.stderr)
+        return deploy.optimize(model, torch.randn(8, 3, size, size), **options)
+    print(f"building the engine: eager {args.precision} (no kiln.deploy.optimize)", file=sys.stderr)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
         args.precision if args.device != "cpu" else "fp32"
     ]
@@ -301,6 +301,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="in-process engine: kiln.deploy.optimize when present, or eager",
     )
     parser.add_argument("--precision", default="fp16", help="fp16, bf16 or fp32")
+    parser.add_argument("--autotune", help="optimize's autotune: small, all or none")
     parser.add_argument("--batch-sizes", default="1,8,16,32,64", help="the engine's sizes")
     parser.add_argument("--device", default="cuda", help="cuda or cpu")
     parser.add_argument("--image-size", type=int, default=224)
@@ -319,10 +320,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smoke", action="store_true", help="a tiny CPU run: small CNN, 32x32 images, short levels"
     )
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.device, args.engine, args.model, args.image_size = "cpu", "eager", "tiny", 32
-        args.batch_sizes, args.images, args.concurrency = "1,4,8", 2, "1,4"
-        args.processes, args.warmup, args.duration = 2, 0.3, 1.0
+    if args.smoke:  # new defaults; options given still win
+        parser.set_defaults(device="cpu", engine="eager", model="tiny", image_size=32,
+                            batch_sizes="1,4,8", images=2, concurrency="1,4", processes=2,
+                            warmup=0.3, duration=1.0)  # fmt: skip
+        args = parser.parse_args(argv)
     return args
 
 
