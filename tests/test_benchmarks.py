@@ -57,3 +57,21 @@ def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_http.py"
+    out = tmp_path / "serve.json"
+    cmd = [sys.executable, str(script), "--smoke", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["model"]["input"] == {"shape": [32, 32, 3], "dtype": "uint8", "layout": "NHWC"}
+    assert [row["clients"] for row in result["rows"]] == [1, 4]
+    for row in result["rows"]:  # 2 images per request, engine batches of at most 8
+        assert row["errors"] == {} and row["requests"] > 0
+        assert row["img_s"] == pytest.approx(2 * row["req_s"])
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and 2 <= row["mean_batch"] <= 8
+        assert row["meets_slo"] == (row["p99_ms"] <= 7.0)
+    assert re.search(r"^\| 4 \| [0-9,]+ \| [0-9,]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|",
+                     done.stdout, re.M)  # fmt: skip
