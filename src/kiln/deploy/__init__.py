@@ -1,5 +1,7 @@
 """Low-latency inference: optimize a trained model, store it, serve it, benchmark it."""
 
+from kiln.deploy._check import PassRejected
 from kiln.deploy._engine import Engine, eager_engine
+from kiln.deploy._optimize import optimize
 
-__all__ = ["Engine", "eager_engine"]
+__all__ = ["Engine", "PassRejected", "eager_engine", "optimize"]
