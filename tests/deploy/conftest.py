@@ -24,8 +24,7 @@ def randomize_batchnorm(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-@pytest.fixture
-def conv_net() -> nn.Module:
+def make_conv_net() -> nn.Module:
     model = kiln.Sequential([
         kiln.Input((3, 8, 8)),
         L.Conv2D(4, 3, padding="same", use_bias=False), L.BatchNorm(), L.Activation("relu"),
@@ -33,6 +32,11 @@ def conv_net() -> nn.Module:
         L.Flatten(), L.Dense(5),
     ])  # fmt: skip
     return randomize_batchnorm(model)
+
+
+@pytest.fixture
+def conv_net() -> nn.Module:
+    return make_conv_net()
 
 
 class MLP(nn.Module):

@@ -8,7 +8,6 @@ eager module, captured in a CUDA graph on GPUs.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from kiln.deploy._engine import Engine
 from kiln.deploy._fold import FoldBatchNorm
 from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
 from kiln.deploy._image_input import ImageInput
-from kiln.deploy._passes import ChannelsLast, Pass, Precision, has_conv2d
+from kiln.deploy._passes import ChannelsLast, Pass, Precision, copy_module, has_conv2d
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
               "fp8": torch.bfloat16}  # fmt: skip
@@ -88,7 +87,7 @@ def optimize(
     _check_example(example)
     if precision == "fp8" and (reason := fp8_unsupported(device)):
         raise ValueError(f"precision='fp8' is not available here: {reason}. Use 'bf16' or 'fp16'.")
-    original = eval_mode(_on_device(model, device))
+    original = eval_mode(_snapshot(model, device))
     with strict_fp32(benchmark=True), torch.no_grad():
         program = capture(original, example.to(device))
         x = tile(example.to(device), max(options["batch_sizes"]))
@@ -227,8 +226,7 @@ def resolve_device(device: torch.device) -> torch.device:
     return device
 
 
-def _on_device(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` on ``device``: a copy when it is elsewhere (the caller's model stays put)."""
-    if all(t.device == device for t in [*model.parameters(), *model.buffers()]):
-        return model
-    return copy.deepcopy(model).to(device)
+def _snapshot(model: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``model`` on ``device``: the engine and what ``save`` writes are a snapshot,
+    whatever happens to the caller's model later (training on, moving it)."""
+    return copy_module(model).to(device)
