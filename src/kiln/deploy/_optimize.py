@@ -27,7 +27,8 @@ from kiln.deploy._engine import Engine
 from kiln.deploy._fold import FoldBatchNorm
 from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
 from kiln.deploy._image_input import ImageInput
-from kiln.deploy._passes import ChannelsLast, Pass, Precision, copy_module, has_conv2d
+from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
+from kiln.deploy._precision import Precision
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
               "fp8": torch.bfloat16}  # fmt: skip

@@ -32,34 +32,6 @@ class Pass:
         return {}
 
 
-class Cast(nn.Module):
-    """Runs ``module`` in ``dtype``: floating inputs are cast in, floating outputs come out fp32."""
-
-    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.module, self.dtype = module, dtype
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.module(x.to(self.dtype) if x.is_floating_point() else x)
-        return y.float() if y.is_floating_point() else y
-
-
-class Precision(Pass):
-    """Weights and activations in fp16 or bf16; the engine still takes and returns fp32."""
-
-    TOLERANCES = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
-
-    def __init__(self, dtype: torch.dtype, tolerance: float | None = None) -> None:
-        if dtype not in self.TOLERANCES:
-            raise ValueError(f"Precision takes torch.float16 or torch.bfloat16. Received: {dtype}")
-        self.dtype = dtype
-        self.name = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
-        self.tolerance = self.TOLERANCES[dtype] if tolerance is None else tolerance
-
-    def apply(self, module: nn.Module) -> nn.Module:
-        return Cast(copy_module(module).to(self.dtype), self.dtype)
-
-
 class ChannelsLastInput(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
