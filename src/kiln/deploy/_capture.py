@@ -25,7 +25,9 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
     eval_mode(model)
     x = tile(example, max(2, len(example)))  # a batch of 1 would specialize the batch to 1
     try:
-        return torch.export.export(model, (x,), dynamic_shapes=({0: Dim("batch", min=1)},))
+        return torch.export.export(
+            OneInput(model), (x,), dynamic_shapes=({0: Dim("batch", min=1)},)
+        )
     except Exception as e:  # torch.export raises many error types; all mean "not capturable"
         raise RuntimeError(
             f"kiln.deploy needs a model that torch.export can capture with a dynamic batch "
@@ -33,6 +35,17 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
             f"failed on {type(model).__name__} with input shape {tuple(x.shape)}: "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+class OneInput(nn.Module):
+    """``model(x)`` with a one-tensor signature (a functional kiln Model takes ``*args``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
 
 
 def eval_mode(model: nn.Module) -> nn.Module:
