@@ -43,8 +43,10 @@ class Float8Linear(Pass):
             if isinstance(sub, fx.GraphModule):
                 lift_linears(sub)
 
-        def eligible(m: nn.Module, fqn: str) -> bool:  # float8 GEMMs need multiples of 16
-            ok = isinstance(m, nn.Linear) and m.in_features % 16 == 0 and m.out_features % 16 == 0
+        def eligible(m: nn.Module, fqn: str) -> bool:
+            # float8 GEMMs need multiples of 16; an fp32 linear is the precision pass's kept head
+            ok = (isinstance(m, nn.Linear) and m.in_features % 16 == 0
+                  and m.out_features % 16 == 0 and m.weight.dtype != torch.float32)  # fmt: skip
             if ok:
                 self.quantized.append(fqn)
             return ok
