@@ -52,6 +52,9 @@ from kiln.deploy._check import error, strict_fp32  # noqa: E402
 Fn = Callable[[torch.Tensor], torch.Tensor]
 ROWS = ["eager-fp32", "eager-fp16-cl", "eager-cudagraph", "compile-reduce-overhead",
         "kiln-fp16", "kiln-bf16", "kiln-fp8"]  # fmt: skip
+# ablations, only with --only: kiln's BatchNorm folding off (Inductor's freezing folds instead),
+# and max-autotune off for the small batches
+EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune"]
 SIDE = {"compile-reduce-overhead", "kiln-bf16", "kiln-fp8"}  # timed at --side-batch-sizes
 BARS = {"b1_p50_ms": 0.35, "fp16_rel_err": 1e-3, "peak_img_s": 32_000, "slo_img_s": 25_000,
         "cold_start_s": 20.0}  # fmt: skip
@@ -108,15 +111,14 @@ def compile_reduce_overhead(model: torch.nn.Module, sizes: list[int],
     return {"fns": dict.fromkeys(sizes, run), "prep": _to_half_cl}
 
 
-def kiln_engine(precision: str) -> Callable[..., dict]:
+def kiln_engine(precision: str, **overrides: Any) -> Callable[..., dict]:
     def build(model: torch.nn.Module, sizes: list[int], args: argparse.Namespace) -> dict:
         if precision == "fp8" and args.device.type != "cuda":
             raise Skip("needs CUDA")
         example = torch.randn(4, *args.shape, device=args.device)
-        autotune = args.autotune if precision == "fp16" else "none"
+        options = {"autotune": args.autotune if precision == "fp16" else "none", **overrides}
         try:
-            engine = deploy.optimize(model, example, precision, sizes, args.device,
-                                     autotune=autotune)  # fmt: skip
+            engine = deploy.optimize(model, example, precision, sizes, args.device, **options)
         except (ValueError, ImportError) as e:
             if precision == "fp8":  # no fp8 on this card, or torchao missing: a skip, said why
                 raise Skip(str(e).split(". ")[0]) from e
@@ -131,6 +133,8 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "eager-fp32": eager_fp32, "eager-fp16-cl": eager_fp16_cl, "eager-cudagraph": eager_cudagraph,
     "compile-reduce-overhead": compile_reduce_overhead, "kiln-fp16": kiln_engine("fp16"),
     "kiln-bf16": kiln_engine("bf16"), "kiln-fp8": kiln_engine("fp8"),
+    "kiln-fp16-nofold": kiln_engine("fp16", fold=False),
+    "kiln-fp16-noautotune": kiln_engine("fp16", autotune="none"),
 }  # fmt: skip
 
 
@@ -318,7 +322,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-sizes", default="1,8,64,128,256")
     parser.add_argument("--side-batch-sizes", help="for compile-heavy rows (default: 1,largest)")
-    parser.add_argument("--only", help=f"comma-separated rows: {', '.join(ROWS)}")
+    parser.add_argument("--only", help=f"comma-separated rows: {', '.join(ROWS + EXTRA_ROWS)}")
     parser.add_argument("--calls", type=int, default=200, help="timed calls at batch <= 8")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--slo-ms", type=float, default=7.0)
@@ -332,9 +336,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.device, args.model, args.image_size = "cpu", "resnet18", 32
         args.batch_sizes, args.calls, args.warmup = "1,4", 5, 1
     args.only = args.only.split(",") if args.only else ROWS
-    unknown = sorted(set(args.only) - set(ROWS))
+    unknown = sorted(set(args.only) - set(ROWS + EXTRA_ROWS))
     if unknown:
-        parser.error(f"unknown rows {unknown}; the rows are: {', '.join(ROWS)}")
+        parser.error(f"unknown rows {unknown}; the rows are: {', '.join(ROWS + EXTRA_ROWS)}")
     args.batch_sizes = sorted({int(s) for s in args.batch_sizes.split(",")})
     side = args.side_batch_sizes or f"{min(args.batch_sizes)},{max(args.batch_sizes)}"
     args.side_batch_sizes = sorted({int(s) for s in side.split(",")})

@@ -71,6 +71,7 @@ def test_kiln_deploy_then_kiln_bench_on_the_cli(tmp_path, conv_net, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "conv on cpu (fp32), SLO p99 <= 50 ms" in printed and "best under SLO" in printed
+    assert "batch-1 latency p50 " in printed and "best under the SLO: " in printed
     (result,) = json.loads(out.read_text())
     assert [r["batch_size"] for r in result["rows"]] == [1, 2] and result["best"] is not None
     with pytest.raises(SystemExit, match=r"comma-separated integers\. Received: '1,x'"):

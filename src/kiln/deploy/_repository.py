@@ -100,10 +100,11 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
         engine = _from_packages(folder, config, target)
     else:
         if config["options"]["compile"]:
+            how = "compiling: minutes" if target.type == "cuda" else "eager, not compiled"
             warnings.warn(
                 f"{folder}: its AOTInductor packages were built for {mismatch}; rebuilding the "
-                f"engine from the original model on {target} (this compiles: minutes). Run "
-                f"`kiln deploy` on this machine to store packages for it.",
+                f"engine from the original model on {target} ({how}). Run `kiln deploy` on "
+                f"this machine to store packages for it.",
                 stacklevel=2,
             )
         engine = _rebuild(folder, config, target)
