@@ -131,12 +131,11 @@ def print_table(results: list[Any]) -> None:
             mark = "best under SLO" if best is not None and r == best else ""
             table.add_row(str(r.batch_size), f"{r.p50_ms:.3f}", f"{r.p99_ms:.3f}",
                           f"{r.throughput:,.0f}", mark)  # fmt: skip
-        console = Console()
-        console.print(table)
+        Console().print(table)
         b1, peak = result.latency, result.peak
         best_text = (f"{best.throughput:,.0f}/s at batch {best.batch_size} (p99 {best.p99_ms:.2f} "
                      f"ms)" if best else "none")  # fmt: skip
-        console.print(
+        print(
             f"batch-{b1.batch_size} latency p50 {b1.p50_ms:.3f} ms, p99 {b1.p99_ms:.3f} ms; peak "
             f"{peak.throughput:,.0f}/s at batch {peak.batch_size}; best under the SLO: {best_text}"
         )

@@ -94,36 +94,55 @@ def optimize(
     original = eval_mode(_snapshot(model, device))
     with strict_fp32(benchmark=True), torch.no_grad():
         program = capture(original, example.to(device))
-        x = tile(example.to(device), max(options["batch_sizes"]))
         module: nn.Module = program.module()
         passes = _passes(options, device, module, example)
-        images = next((p for p in passes if isinstance(p, ImageInput)), None)
-        if images is not None:
-            x_images = images.images_like(x)
-            x = images.normalize.to(device)(x_images)
+        x, x_engine = _check_inputs(example.to(device), max(options["batch_sizes"]), passes)
         reference = single_output(original(x), model)
-        checks = [check("capture", module(x), reference, CAPTURE_TOLERANCE)]
-        budget = CAPTURE_TOLERANCE
-        for p in passes:
-            module = p.apply(module)
-            if p is images:
-                x = x_images
-            budget += p.tolerance
-            checks.append(check(p.name, module(x), reference, budget))
+        module, checks, budget = _apply(module, passes, x, x_engine, reference)
         rows = min(len(example), 8)
         source = Source(original, program, example[:rows].detach().cpu(), options,
-                        x[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
-        runners, runner_check = _runners(module, x, reference, device, options, source, budget)
+                        x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
+        runners, runner_check = _runners(module, x_engine, reference, device, options, source,
+                                         budget)  # fmt: skip
     info = {
         "precision": options["precision"], "device": str(device), "compiled": options["compile"],
         "cuda_graphs": device.type == "cuda" and cuda_graphs, "image": options["image"],
-        "passes": [_entry(c, p) for c, p in zip(checks, [None, *passes])] + [runner_check],
-        "max_abs_error": runner_check["max_abs"], "rel_error": runner_check["rel"],
-        "build_s": round(time.perf_counter() - started, 2),
+        "passes": [*checks, runner_check], "max_abs_error": runner_check["max_abs"],
+        "rel_error": runner_check["rel"], "build_s": round(time.perf_counter() - started, 2),
     }  # fmt: skip
-    engine = Engine(runners, tuple(x.shape[1:]), x.dtype, device, info=info, source=source)
+    engine = Engine(runners, tuple(x_engine.shape[1:]), x_engine.dtype, device, info=info,
+                    source=source)  # fmt: skip
     source.outputs = engine(source.inputs).cpu()
     return engine
+
+
+def _check_inputs(
+    example: torch.Tensor, rows: int, passes: list[Pass]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checks' inputs: for the model, and for the engine (random images with image=)."""
+    x = tile(example, rows)
+    images = next((p for p in passes if isinstance(p, ImageInput)), None)
+    if images is None:
+        return x, x
+    x_images = images.images_like(x)
+    return images.normalize.to(x.device)(x_images), x_images
+
+
+def _apply(
+    module: nn.Module, passes: list[Pass], x: torch.Tensor, x_engine: torch.Tensor,
+    reference: torch.Tensor,
+) -> tuple[nn.Module, list[dict[str, Any]], float]:  # fmt: skip
+    """Apply ``passes`` in order, each checked against the original model's ``reference``
+    within the sum of the tolerances so far. Returns the module, the checks and that sum."""
+    checks = [_entry(check("capture", module(x), reference, CAPTURE_TOLERANCE), None)]
+    budget = CAPTURE_TOLERANCE
+    for p in passes:
+        module = p.apply(module)
+        if isinstance(p, ImageInput):  # from here on the module takes the engine's input
+            x = x_engine
+        budget += p.tolerance
+        checks.append(_entry(check(p.name, module(x), reference, budget), p))
+    return module, checks, budget
 
 
 def _runners(
