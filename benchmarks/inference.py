@@ -208,7 +208,7 @@ def run_row(name: str, model: torch.nn.Module, args: argparse.Namespace,
 def cold_start(engine: deploy.Engine, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh process: import kiln, load the repository (packages + CUDA graphs), one call."""
     repo = Path(tempfile.mkdtemp(prefix="kiln-bench-repo-"))
-    folder = deploy.save(engine, repo, "resnet50", onnx=args.onnx)
+    folder = deploy.save(engine, repo, args.model, onnx=args.onnx)
     code = (
         "import time; t0 = time.perf_counter()\n"
         "import json, sys, torch; sys.path.insert(0, sys.argv[2])\n"

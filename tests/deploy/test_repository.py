@@ -127,3 +127,21 @@ def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
     with pytest.warns(UserWarning, match=r"built for torch '0\.0' .* rebuilding the engine"):
         rebuilt = deploy.load(folder)
     assert rel_error(rebuilt(x), mlp(x).detach()) <= 1e-5
+
+
+@pytest.mark.slow
+def test_without_an_aoti_toolchain_the_engine_compiles_in_process_and_says_so(
+    tmp_path, mlp, monkeypatch
+):
+    def no_toolchain(*args, **kwargs):
+        raise OSError("CUDA_HOME environment variable is not set.")
+
+    monkeypatch.setattr("kiln.deploy._optimize.build_packages", no_toolchain)
+    with pytest.warns(UserWarning, match=r"could not build packages \(OSError: CUDA_HOME"):
+        engine = deploy.optimize(mlp, torch.randn(2, 6), "fp32", (2,), compile=True)
+    assert engine.info["passes"][-1]["name"] == "inductor_jit"
+    x = torch.randn(3, 6)
+    assert rel_error(engine(x), mlp(x).detach()) <= 1e-5
+    folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
+    with pytest.warns(UserWarning, match="holds no AOTInductor packages"):
+        assert rel_error(deploy.load(folder)(x), mlp(x).detach()) <= 1e-5

@@ -58,3 +58,17 @@ def load_package(path: Path, device: torch.device) -> Runner:
     if boxed is None:  # older runtimes: the pytree-flattening __call__
         return lambda x: compiled(x)
     return lambda x: boxed([x])[0]
+
+
+def jit_compile(module: nn.Module, example: torch.Tensor, options: dict[str, Any]) -> Runner:
+    """The same Inductor build in this process (``torch.compile`` of the static program), for
+    machines where AOTInductor cannot build a package (no C++ toolchain or CUDA headers).
+    It compiles on the first call."""
+    static = torch.export.export(module, (example,)).module()  # a graph of its own per size
+    compiled = torch.compile(static, options=options, dynamic=False, fullgraph=True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # freezing applies to inference only
+            return compiled(x)
+
+    return run

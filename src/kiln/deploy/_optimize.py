@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 from torch.export import ExportedProgram
 
-from kiln.deploy._aoti import load_package
+from kiln.deploy._aoti import inductor_options, jit_compile, load_package
 from kiln.deploy._builds import build_packages, default_jobs
 from kiln.deploy._capture import capture, eval_mode, single_output, tile
 from kiln.deploy._check import Check, check, strict_fp32
@@ -155,17 +156,18 @@ def _runners(
     started = time.perf_counter()
     if compiled:
         source.workdir = tempfile.TemporaryDirectory(prefix="kiln-deploy-")
-        jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao: in-process
-        source.packages = build_packages(
-            module, {s: x[:s] for s in sizes}, device, options["autotune"],
-            Path(source.workdir.name), default_jobs(device, len(sizes)) if jobs is None else jobs,
-        )  # fmt: skip
+        source.packages = _packages(module, x, device, options, Path(source.workdir.name))
     compile_s = time.perf_counter() - started
     runners: dict[int, Runner] = {}
     worst = Check("", 0.0, 0.0, tolerance)
     pool = None
     for size in sizes:
-        run = load_package(source.packages[size], device) if compiled else _eager(module)
+        if size in source.packages:
+            run = load_package(source.packages[size], device)
+        elif compiled:
+            run = jit_compile(module, x[:size], inductor_options(device, size, options["autotune"]))
+        else:
+            run = _eager(module)
         if device.type == "cuda" and options["cuda_graphs"]:
             run = graph_runner(run, x[:size], pool)
             pool = run.pool  # type: ignore[attr-defined]
@@ -173,9 +175,30 @@ def _runners(
         name = f"{'compiled' if compiled else 'eager'} batch {size}"
         result = check(name, run(x[:size]), reference[:size], tolerance)
         worst = max(worst, result, key=lambda c: c.rel)
-    entry = {**_entry(worst, None), "name": "aoti_compile" if compiled else "eager",
+    kind = ("aoti_compile" if source.packages else "inductor_jit") if compiled else "eager"
+    entry = {**_entry(worst, None), "name": kind,
              "batch_sizes": sizes, "compile_s": round(compile_s, 1)}  # fmt: skip
     return runners, entry
+
+
+def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
+              options: dict[str, Any], folder: Path) -> dict[int, Path]:  # fmt: skip
+    """AOTInductor packages per batch size; none (with a warning) where they cannot be built."""
+    sizes = options["batch_sizes"]
+    jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao's tensors: in-process
+    jobs = default_jobs(device, len(sizes)) if jobs is None else jobs
+    try:
+        return build_packages(module, {s: x[:s] for s in sizes}, device, options["autotune"],
+                              folder, jobs)  # fmt: skip
+    except Exception as e:  # a missing toolchain shows up as many error types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        warnings.warn(
+            f"AOTInductor could not build packages ({type(e).__name__}: {first[:300]}); "
+            f"compiling with torch.compile in this process instead. The engine is as fast, "
+            f"but kiln.deploy.save stores no packages, so kiln.deploy.load compiles again.",
+            stacklevel=3,
+        )
+        return {}
 
 
 def _eager(module: nn.Module) -> Runner:

@@ -96,15 +96,16 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
                          f"{FORMAT!r}). Received: format={config.get('format')!r}.")  # fmt: skip
     target = _default_device(config) if device is None else resolve_device(torch.device(device))
     mismatch = _mismatch(config, target)
-    if config["options"]["compile"] and mismatch is None:
+    if config["files"]["packages"] and mismatch is None:
         engine = _from_packages(folder, config, target)
     else:
         if config["options"]["compile"]:
+            why = (f"its AOTInductor packages were built for {mismatch}" if mismatch
+                   else "it holds no AOTInductor packages (they could not be built)")  # fmt: skip
             how = "compiling: minutes" if target.type == "cuda" else "eager, not compiled"
             warnings.warn(
-                f"{folder}: its AOTInductor packages were built for {mismatch}; rebuilding the "
-                f"engine from the original model on {target} ({how}). Run `kiln deploy` on "
-                f"this machine to store packages for it.",
+                f"{folder}: {why}; rebuilding the engine from the original model on {target} "
+                f"({how}). Run `kiln deploy` on this machine to store packages for it.",
                 stacklevel=2,
             )
         engine = _rebuild(folder, config, target)
