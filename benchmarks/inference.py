@@ -116,7 +116,8 @@ def kiln_engine(precision: str, **overrides: Any) -> Callable[..., dict]:
         if precision == "fp8" and args.device.type != "cuda":
             raise Skip("needs CUDA")
         example = torch.randn(4, *args.shape, device=args.device)
-        options = {"autotune": args.autotune if precision == "fp16" else "none", **overrides}
+        options = {"autotune": args.autotune if precision == "fp16" else "none",
+                   "inductor": args.inductor, "jobs": args.jobs, **overrides}  # fmt: skip
         try:
             engine = deploy.optimize(model, example, precision, sizes, args.device, **options)
         except (ValueError, ImportError) as e:
@@ -327,6 +328,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--slo-ms", type=float, default=7.0)
     parser.add_argument("--autotune", default="small", choices=["none", "small", "all"])
+    setting = "a torch._inductor.config setting for kiln rows (repeatable)"
+    parser.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                        help=setting)  # fmt: skip
+    parser.add_argument("--jobs", type=int, help="parallel package builds (default: cores / 4)")
     parser.add_argument("--onnx", action="store_true", help="also export model.onnx (slow)")
     parser.add_argument("--out", help="write the results as JSON here")
     smoke = "CPU, resnet18 at 32x32, batch sizes 1,4, few calls: for CI"
@@ -343,8 +348,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     side = args.side_batch_sizes or f"{min(args.batch_sizes)},{max(args.batch_sizes)}"
     args.side_batch_sizes = sorted({int(s) for s in side.split(",")})
     args.device = torch.device(args.device)
+    args.inductor = dict(_setting(item, parser) for item in args.inductor)
     args.shape = (3, args.image_size, args.image_size)
     return args
+
+
+def _setting(item: str, parser: argparse.ArgumentParser) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep:
+        parser.error(f"--inductor takes KEY=VALUE. Received: {item!r}")
+    value: Any = {"true": True, "false": False}.get(text.lower(), text)
+    if isinstance(value, str) and text.lstrip("-").isdigit():
+        value = int(text)
+    return key, value
 
 
 def main(argv: list[str] | None = None) -> int:

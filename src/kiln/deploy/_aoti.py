@@ -20,8 +20,10 @@ from kiln.deploy._cuda_graph import Runner
 SMALL_BATCH = 16  # autotune="small" autotunes batch sizes up to this
 
 
-def inductor_options(device: torch.device, batch_size: int, autotune: str) -> dict[str, Any]:
-    """The Inductor configuration for one package; ``autotune`` is "none", "small" or "all"."""
+def inductor_options(device: torch.device, batch_size: int, autotune: str,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The Inductor configuration for one package; ``autotune`` is "none", "small" or "all";
+    ``overrides`` (``torch._inductor.config`` names) win."""
     options: dict[str, Any] = {"freezing": True}
     if device.type == "cuda":
         options["triton.cudagraphs"] = False  # kiln captures the whole call itself
@@ -29,10 +31,11 @@ def inductor_options(device: torch.device, batch_size: int, autotune: str) -> di
             options.update({
                 "max_autotune": True,
                 "max_autotune_gemm_backends": "ATEN,TRITON",
-                "max_autotune_conv_backends": "ATEN,TRITON",
+                # Triton conv templates: "no gains on H100" (Inductor's own note), long builds
+                "max_autotune_conv_backends": "ATEN",
                 "conv_1x1_as_mm": True,  # 1x1 convolutions as GEMMs with fused epilogues
             })  # fmt: skip
-    return options
+    return {**options, **(overrides or {})}
 
 
 def build_package(

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kiln.deploy._aoti import build_package, inductor_options
+from kiln.deploy._aoti import build_package
 
 
 def default_jobs(device: torch.device, count: int) -> int:
@@ -31,12 +31,12 @@ def default_jobs(device: torch.device, count: int) -> int:
 
 
 def build_packages(
-    module: nn.Module, examples: dict[int, torch.Tensor], device: torch.device, autotune: str,
+    module: nn.Module, examples: dict[int, torch.Tensor], options: dict[int, dict[str, Any]],
     folder: Path, jobs: int,
 ) -> dict[int, Path]:  # fmt: skip
-    """One package per batch size (``examples[size]`` has that many rows) in ``folder``."""
+    """One package per batch size (``examples[size]`` has that many rows, ``options[size]`` is
+    its Inductor configuration) in ``folder``."""
     paths = {size: folder / f"batch_{size}.pt2" for size in examples}
-    options = {size: inductor_options(device, size, autotune) for size in examples}
     if jobs <= 1 or len(examples) == 1:
         for size, x in examples.items():
             build_package(module, x, paths[size], options[size])

@@ -69,6 +69,7 @@ def optimize(
     fold: bool = True,
     cuda_graphs: bool = True,
     jobs: int | None = None,
+    inductor: dict[str, Any] | None = None,
 ) -> Engine:
     """Optimize ``model`` for inference on ``device`` at fixed ``batch_sizes``.
 
@@ -79,11 +80,13 @@ def optimize(
     module runs, as a C++ build takes a while). ``autotune``: max-autotune for "small" batches
     (<= 16), "all" or "none". ``tolerance``: the relative error the precision may add (default:
     fp16 5e-3, bf16 3e-2). ``jobs``: packages built in parallel processes (default: one per 4
-    CPU cores on a GPU machine, 1 on a CPU). The original model is left as it was.
+    CPU cores on a GPU machine, 1 on a CPU). ``inductor``: ``torch._inductor.config`` settings
+    over kiln's (e.g. ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). The original model is
+    left as it was.
     """
     started = time.perf_counter()
     options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold)
-    options.update(cuda_graphs=cuda_graphs, jobs=jobs)
+    options.update(cuda_graphs=cuda_graphs, jobs=jobs, inductor=inductor or {})
     device = resolve_device(
         torch.device(device) if device is not None else _device_of(model, example)
     )
@@ -165,7 +168,7 @@ def _runners(
         if size in source.packages:
             run = load_package(source.packages[size], device)
         elif compiled:
-            run = jit_compile(module, x[:size], inductor_options(device, size, options["autotune"]))
+            run = jit_compile(module, x[:size], _inductor(device, size, options))
         else:
             run = _eager(module)
         if device.type == "cuda" and options["cuda_graphs"]:
@@ -187,9 +190,9 @@ def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
     sizes = options["batch_sizes"]
     jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao's tensors: in-process
     jobs = default_jobs(device, len(sizes)) if jobs is None else jobs
+    configs = {s: _inductor(device, s, options) for s in sizes}
     try:
-        return build_packages(module, {s: x[:s] for s in sizes}, device, options["autotune"],
-                              folder, jobs)  # fmt: skip
+        return build_packages(module, {s: x[:s] for s in sizes}, configs, folder, jobs)
     except Exception as e:  # a missing toolchain shows up as many error types
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         warnings.warn(
@@ -199,6 +202,10 @@ def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
             stacklevel=3,
         )
         return {}
+
+
+def _inductor(device: torch.device, size: int, options: dict[str, Any]) -> dict[str, Any]:
+    return inductor_options(device, size, options["autotune"], options["inductor"])
 
 
 def _eager(module: nn.Module) -> Runner:
