@@ -14,7 +14,7 @@ import torch
 from torch import fx, nn
 
 from kiln._extras import require
-from kiln.deploy._passes import Pass, graph_constant
+from kiln.deploy._passes import Pass, copy_module, graph_constant
 
 MIN_CAPABILITY = (8, 9)
 
@@ -39,6 +39,7 @@ class Float8Linear(Pass):
 
     def apply(self, module: nn.Module) -> nn.Module:
         quantization = require("torchao.quantization", "fp8")
+        module = copy_module(module)
         for sub in list(module.modules()):
             if isinstance(sub, fx.GraphModule):
                 lift_linears(sub)

@@ -222,10 +222,10 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
     passes: list[Pass] = [FoldBatchNorm()] if options["fold"] else []
     if precision != "fp32":
         passes.append(Precision(PRECISIONS[precision], options["tolerance"]))
-    if precision == "fp8":
-        passes.append(Float8Linear())
     if device.type == "cuda" and has_conv2d(module):
         passes.append(ChannelsLast())
+    if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
+        passes.append(Float8Linear())
     if options["image"] is not None:
         if example.dim() != 4:
             raise ValueError(
