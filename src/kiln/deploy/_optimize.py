@@ -1,9 +1,10 @@
 """``kiln.deploy.optimize``: a trained model -> an ``Engine`` for fixed batch sizes.
 
 The pipeline reads top to bottom: capture once (``torch.export``), apply the passes (fold
-BatchNorm, precision, fp8, channels_last, image input), each checked against the original
+BatchNorm, precision, channels_last, fp8, image input), each checked against the original
 model, then one runner per batch size: an AOTInductor package (compiled with freezing) or the
-eager module, captured in a CUDA graph on GPUs.
+eager module, captured in a CUDA graph on GPUs. The packages' static programs are re-exports of
+the transformed graph, not new captures of the user's model.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def optimize(
     left as it was.
     """
     started = time.perf_counter()
+    _check_example(example)
     options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold)
     options.update(cuda_graphs=cuda_graphs, jobs=jobs, inductor=inductor or {})
     device = resolve_device(
@@ -92,7 +94,6 @@ def optimize(
     )
     if options["compile"] is None:
         options["compile"] = device.type == "cuda"
-    _check_example(example)
     if precision == "fp8" and (reason := fp8_unsupported(device)):
         raise ValueError(f"precision='fp8' is not available here: {reason}. Use 'bf16' or 'fp16'.")
     original = eval_mode(_snapshot(model, device))

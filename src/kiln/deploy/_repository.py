@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.export import ExportedProgram
 from torch.export.passes import move_to_device_pass
 
 from kiln._version import __version__
@@ -170,15 +171,19 @@ def _save_model(source: Source, folder: Path) -> str:
             return "model.kiln"
         except (TypeError, ValueError, NotImplementedError):
             pass  # a subclassed kiln model: its architecture is code, so store the program
-    program = source.program
-    if any(t.device.type != "cpu" for t in program.state_dict.values()):
-        program = move_to_device_pass(program, "cpu")
-    torch.export.save(program, str(folder / "model.pt2"))
+    torch.export.save(_on_cpu(source.program), str(folder / "model.pt2"))
     return "model.pt2"
 
 
+def _on_cpu(program: ExportedProgram) -> ExportedProgram:
+    """The program with its weights and any device arguments on the CPU."""
+    if all(t.device.type == "cpu" for t in program.state_dict.values()):
+        return program
+    return move_to_device_pass(program, "cpu")
+
+
 def _save_onnx(source: Source, engine: Engine, folder: Path) -> dict[str, Any]:
-    module = copy_module(source.program.module()).to("cpu")
+    module = copy_module(_on_cpu(source.program).module())
     if source.options["image"] is not None:
         image = source.options["image"]
         module = ImageModel(Normalize(image["mean"], image["std"]), module)
@@ -219,6 +224,7 @@ def _mismatch(config: dict[str, Any], device: torch.device) -> str | None:
 
 
 def _from_packages(folder: Path, config: dict[str, Any], device: torch.device) -> Engine:
+    started = time.perf_counter()
     shape, dtype = tuple(config["input"]["shape"]), getattr(torch, config["input"]["dtype"])
     runners: dict[int, Runner] = {}
     pool = None
@@ -232,14 +238,11 @@ def _from_packages(folder: Path, config: dict[str, Any], device: torch.device) -
                 pool = run.pool  # type: ignore[attr-defined]
             runners[size] = run
     info = {k: config[k] for k in ("precision", "image", "passes", "max_abs_error", "rel_error")}
-    info.update(
-        device=str(device),
-        compiled=True,
-        source=str(folder),
-        cuda_graphs=device.type == "cuda" and config["options"]["cuda_graphs"],
-    )
+    cuda_graphs = device.type == "cuda" and config["options"]["cuda_graphs"]
+    info.update(device=str(device), compiled=True, source=str(folder), cuda_graphs=cuda_graphs)
     engine = Engine(runners, shape, dtype, device, info=info)
     _check_reproduces(engine, folder, config)
+    info["load_s"] = round(time.perf_counter() - started, 2)
     return engine
 
 
