@@ -16,21 +16,22 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def graph_runner(fn: Runner, example: torch.Tensor, pool: Any = None, warmup: int = 3) -> Runner:
-    """Capture ``fn(example)`` on the current CUDA device; the runner replays it for new inputs.
+    """Capture ``fn(example)`` on the input's GPU; the runner replays it for new inputs.
 
     The returned tensor is the graph's static output buffer: the next call overwrites it
     (``Engine`` clones it before returning).
     """
-    static_input = example.clone()
-    stream = torch.cuda.Stream(device=example.device)
-    stream.wait_stream(torch.cuda.current_stream(example.device))
-    with torch.no_grad(), torch.cuda.stream(stream):
-        for _ in range(warmup):  # lazy initialization (handles, autotuning) happens outside
-            fn(static_input)
-    torch.cuda.current_stream(example.device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-        static_output = fn(static_input)
+    with torch.cuda.device(example.device):  # streams and the capture on the input's GPU
+        static_input = example.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.no_grad(), torch.cuda.stream(stream):
+            for _ in range(warmup):  # lazy initialization (handles, cuDNN autotuning) first
+                fn(static_input)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            static_output = fn(static_input)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         static_input.copy_(batch)
