@@ -3,6 +3,8 @@
 Run on a GPU machine: ``python -m pytest tests/deploy -m gpu`` (skipped without CUDA).
 """
 
+from importlib.util import find_spec
+
 import pytest
 import torch
 
@@ -40,7 +42,8 @@ def test_compiled_fp16_image_engine_matches_saves_and_cold_loads(tmp_path, recor
     kept = out.clone()
     engine(_images(6))  # outputs are fresh tensors, not the graph's static buffer
     torch.testing.assert_close(out, kept, rtol=0, atol=0)
-    folder = deploy.save(engine, tmp_path, "conv")
+    onnx = all(find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+    folder = deploy.save(engine, tmp_path, "conv", onnx=onnx)  # ONNX from a CUDA capture
     assert sorted(p.name for p in (folder / "aoti").iterdir()) == ["batch_1.pt2", "batch_4.pt2"]
     loaded = deploy.load(folder)
     assert loaded.info["compiled"] and loaded.device == engine.device
