@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,25 +58,28 @@ def build_packages(
 def _run_all(commands: dict[int, list[str]], tuned: set[int], jobs: int) -> None:
     """Run ``commands`` with at most ``jobs`` at once and one of ``tuned`` at a time."""
     pending = sorted(commands, key=lambda s: (s not in tuned, s))  # tuned first: the longest
-    running: dict[int, subprocess.Popen[str]] = {}
+    running: dict[int, tuple[subprocess.Popen[bytes], Any]] = {}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     try:
         while pending or running:
             for size in _startable(pending, running, tuned, jobs):
                 pending.remove(size)
-                running[size] = subprocess.Popen(
-                    commands[size], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    text=True,
-                )  # fmt: skip
+                # a file, not a pipe: a chatty build never blocks; closed when it ends
+                log = tempfile.TemporaryFile()  # noqa: SIM115
+                process = subprocess.Popen(commands[size], env=env, stdout=log,
+                                           stderr=subprocess.STDOUT)  # fmt: skip
+                running[size] = (process, log)
             time.sleep(0.2)
-            for size, process in list(running.items()):
+            for size, (process, log) in list(running.items()):
                 if process.poll() is not None:
                     del running[size]
-                    _raise_on_failure(size, process)
+                    _raise_on_failure(size, process.returncode, log)
     finally:
-        for process in running.values():
+        for process, log in running.values():
             process.kill()
+            process.wait()
+            log.close()
 
 
 def _startable(pending: list[int], running: dict[int, Any], tuned: set[int],
@@ -91,10 +95,12 @@ def _startable(pending: list[int], running: dict[int, Any], tuned: set[int],
     return start
 
 
-def _raise_on_failure(size: int, process: subprocess.Popen[str]) -> None:
-    output = process.stdout.read() if process.stdout else ""
-    if process.returncode != 0:
+def _raise_on_failure(size: int, returncode: int, log: Any) -> None:
+    with log:
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    if returncode != 0:
         raise RuntimeError(
-            f"AOTInductor build for batch size {size} failed (exit code {process.returncode}). "
+            f"AOTInductor build for batch size {size} failed (exit code {returncode}). "
             f"Its output ends with:\n{output[-3000:]}\nRetry with jobs=1 to build in this process."
         )
