@@ -75,3 +75,27 @@ def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
         assert row["meets_slo"] == (row["p99_ms"] <= 7.0)
     assert re.search(r"^\| 4 \| [0-9,]+ \| [0-9,]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|",
                      done.stdout, re.M)  # fmt: skip
+
+
+def test_inference_benchmark_cpu_smoke_run_reports_rows_ratios_and_cold_start(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+    out = tmp_path / "inference.json"
+    rows = "eager-fp32,eager-cudagraph,kiln-fp16,kiln-fp8"
+    cmd = [sys.executable, str(script), "--smoke", "--only", rows, "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    kiln, eager = results["kiln-fp16"], results["eager-fp32"]
+    assert kiln["status"] == eager["status"] == "ok"
+    assert sorted(map(int, kiln["rows"])) == [1, 4]
+    for row in kiln["rows"].values():
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["throughput"] == pytest.approx(row["batch_size"] / row["mean_ms"] * 1e3)
+    assert kiln["rel_err"] < 2e-3 and eager["rel_err"] < 1e-5  # fp16 vs the fp32 reference
+    assert kiln["info"]["precision"] == "fp16"
+    cold = kiln["cold_start"]
+    assert cold["status"] == "ok" and cold["batch_sizes"] == [1, 4] and cold["load_s"] > 0
+    assert results["eager-cudagraph"] == {"status": "skipped", "reason": "needs CUDA"}
+    assert results["kiln-fp8"]["status"] == "skipped"
+    ratio = eager["rows"]["1"]["p50_ms"] / kiln["rows"]["1"]["p50_ms"]
+    assert re.search(rf"^│ eager-fp32 .*│ +{ratio:.2f}x │", done.stdout, re.M), done.stdout
