@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         print(f"== {name}", flush=True)
         results[name] = run_row(name, model, args, (x_ref, y_ref))
+        # as it comes: a run cut short by a time limit still leaves what it measured
+        print(json.dumps({name: results[name]}, default=str)[:1500], flush=True)
         if args.device.type == "cuda":
             torch.cuda.empty_cache()
     bars = report(results, args)
