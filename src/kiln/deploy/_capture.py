@@ -25,9 +25,15 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
     eval_mode(model)
     x = tile(example, max(2, len(example)))  # a batch of 1 would specialize the batch to 1
     try:
-        return torch.export.export(
-            OneInput(model), (x,), dynamic_shapes=({0: Dim("batch", min=1)},)
-        )
+        try:
+            return _export(model, x)
+        except Exception:
+            # Some kernels' meta functions branch on "batch == 1" (cuDNN's, on CUDA with torch
+            # 2.11), which guards the batch to >= 2; size-oblivious tracing keeps 1 allowed.
+            from torch.fx.experimental import _config
+
+            with _config.patch(backed_size_oblivious=True):
+                return _export(model, x)
     except Exception as e:  # torch.export raises many error types; all mean "not capturable"
         raise RuntimeError(
             f"kiln.deploy needs a model that torch.export can capture with a dynamic batch "
@@ -35,6 +41,10 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
             f"failed on {type(model).__name__} with input shape {tuple(x.shape)}: "
             f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _export(model: nn.Module, x: torch.Tensor) -> ExportedProgram:
+    return torch.export.export(OneInput(model), (x,), dynamic_shapes=({0: Dim("batch", min=1)},))
 
 
 class OneInput(nn.Module):
