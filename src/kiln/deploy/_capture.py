@@ -44,7 +44,11 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
 
 
 def _export(model: nn.Module, x: torch.Tensor) -> ExportedProgram:
-    return torch.export.export(OneInput(model), (x,), dynamic_shapes=({0: Dim("batch", min=1)},))
+    batch = Dim("batch", min=1, max=MAX_BATCH)
+    return torch.export.export(OneInput(model), (x,), dynamic_shapes=({0: batch},))
+
+
+MAX_BATCH = 65535  # CUDA kernels guard the batch to a grid dimension's limit
 
 
 class OneInput(nn.Module):
