@@ -180,14 +180,6 @@ class RemoteStudy:
         if answer["prune"]:
             raise TrialPruned(answer["message"])
 
-    def _finish(self, trial: Trial, outcome: str, payload: Any) -> None:
-        if outcome == "done":
-            self.tell(trial, payload)
-        elif outcome == "pruned":
-            self.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.tell(trial, state=TrialState.FAILED, error=str(payload))
-
 
 def _trial(data: Mapping[str, Any]) -> Trial:
     fields = {k: v for k, v in data.items() if k != "id"}

@@ -322,14 +322,6 @@ class Study:
 
         run_workers(self, fn, trials, workers, processes)
 
-    def _finish(self, trial: Trial, outcome: str, payload: Any) -> None:
-        if outcome == "done":
-            self.tell(trial, payload)
-        elif outcome == "pruned":
-            self.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.tell(trial, state=TrialState.FAILED, error=str(payload))
-
     # --- results --------------------------------------------------------------------------
     def maximized(self, values: Mapping[str, float]) -> np.ndarray:
         """Objective values of one trial as a vector where larger is better in every entry."""

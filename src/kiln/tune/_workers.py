@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kiln.tune._heartbeat import Heartbeat
-from kiln.tune._trial import Trial, TrialPruned
+from kiln.tune._trial import Trial, TrialPruned, TrialState
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -36,7 +36,20 @@ class Driven(Protocol):
 
     def _report(self, trial: Trial, step: int, values: dict[str, float] | float) -> None: ...
 
-    def _finish(self, trial: Trial, outcome: str, payload: Any) -> None: ...
+    def tell(
+        self, trial: Trial | int, values: Any = None, *, state: Any = None, error: str | None = None
+    ) -> Trial: ...
+
+
+def finish(study: Driven, trial: Trial, outcome: str, payload: Any) -> None:
+    """Tell ``study`` how a worker's trial ended: "done" (payload: its values), "pruned", or
+    "failed" (payload: the error)."""
+    if outcome == "done":
+        study.tell(trial, payload)
+    elif outcome == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAILED, error=str(payload))
 
 
 def gpu_count() -> int:
@@ -101,11 +114,11 @@ def run_local(study: Driven, fn: Callable[[Trial], Any], trial: Trial) -> None:
     try:
         result = fn(trial)
     except TrialPruned:
-        study._finish(trial, "pruned", None)
+        finish(study, trial, "pruned", None)
     except Exception:
-        study._finish(trial, "failed", traceback.format_exc())
+        finish(study, trial, "failed", traceback.format_exc())
     else:
-        study._finish(trial, "done", result)
+        finish(study, trial, "done", result)
 
 
 class _RemoteTrial(Trial):
@@ -167,10 +180,10 @@ class _Child:
             except EOFError:  # the child died (out of memory, a segfault): restart it
                 code = self._proc.exitcode
                 self._start()
-                study._finish(trial, "failed", f"worker process died (exit code {code})")
+                finish(study, trial, "failed", f"worker process died (exit code {code})")
                 return
             if message[0] != "report":
-                study._finish(trial, message[0], message[1])
+                finish(study, trial, message[0], message[1])
                 return
             try:
                 study._report(trial, message[1], message[2])
