@@ -32,7 +32,7 @@ def capture(model: nn.Module, example: torch.Tensor) -> ExportedProgram:
             # 2.11), which guards the batch to >= 2; size-oblivious tracing keeps 1 allowed.
             from torch.fx.experimental import _config
 
-            with _config.patch(backed_size_oblivious=True):
+            with _config.patch(backed_size_oblivious=True):  # type: ignore[attr-defined]
                 return _export(model, x)
     except Exception as e:  # torch.export raises many error types; all mean "not capturable"
         raise RuntimeError(
