@@ -7,13 +7,25 @@ model (``kiln.zoo.create_model("resnet50")``) and random inputs:
 - eager-fp16-cl: fp16 weights, channels_last, inputs handed over already in fp16 NHWC;
 - eager-cudagraph: that eager fp16 module captured in one CUDA graph per batch size;
 - compile-reduce-overhead: ``torch.compile(mode="reduce-overhead")`` of it (CUDA graphs too);
-- kiln-fp16 / kiln-bf16 / kiln-fp8: ``kiln.deploy.optimize``; they take fp32 NCHW inputs and
-  return fp32 (the casts run inside), as a server would call them.
+- kiln-fp16 / kiln-bf16 / kiln-fp8: ``kiln.deploy.optimize`` with ``image=`` ImageNet
+  normalization: they take the uint8 NHWC images `kiln serve` receives and return fp32 (the
+  normalization and the casts run inside), so the stored kiln-fp16 engine is the one
+  ``serve_http.py --repository`` serves. The competitors get their inputs already normalized.
+
+Every row's reference inputs are random uint8 images, normalized; kiln's rows get the images.
 
 Latency is one call at batch 1 (p50, p99), waited for with ``synchronize``; throughput is batch /
 mean latency per batch size. ``rel err`` is max |out - ref| / max |ref| against eager fp32 with
 TF32 off. Cold start: a fresh process that imports kiln, loads the stored kiln-fp16 repository
 (AOTInductor packages, every batch size captured in its CUDA graph) and runs one call.
+
+``--repository DIR`` builds kiln-fp16 once for both benchmarks: when ``DIR/<model>`` holds a
+kiln-fp16 engine of these batch sizes, image size, autotune and device kind, the row loads it
+("source": "repository" in its JSON, "build s" is the load) instead of building; otherwise it
+builds and saves it there. Then ``serve_http.py --repository DIR`` serves that engine:
+
+    python benchmarks/inference.py --only kiln-fp16,eager-cudagraph --repository /tmp/repo
+    python benchmarks/serve_http.py --repository /tmp/repo --model resnet50
 
     python benchmarks/inference.py --out inference.json              # H100: the whole table
     python benchmarks/inference.py --only kiln-fp16,eager-cudagraph   # a subset
@@ -48,6 +60,7 @@ import kiln  # noqa: E402
 from kiln import deploy  # noqa: E402
 from kiln.deploy._benchmark import time_calls, timing  # noqa: E402
 from kiln.deploy._check import error, strict_fp32  # noqa: E402
+from kiln.deploy._image_input import Normalize  # noqa: E402
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 ROWS = ["eager-fp32", "eager-fp16-cl", "eager-cudagraph", "compile-reduce-overhead",
@@ -55,6 +68,7 @@ ROWS = ["eager-fp32", "eager-fp16-cl", "eager-cudagraph", "compile-reduce-overhe
 # ablations, only with --only: kiln's BatchNorm folding off (Inductor's freezing folds instead),
 # and max-autotune off for the small batches
 EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune"]
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # as serve_http.py
 SIDE = {"compile-reduce-overhead", "kiln-bf16", "kiln-fp8"}  # timed at --side-batch-sizes
 BARS = {"b1_p50_ms": 0.35, "fp16_rel_err": 1e-3, "peak_img_s": 32_000, "slo_img_s": 25_000,
         "cold_start_s": 20.0}  # fmt: skip
@@ -115,19 +129,48 @@ def kiln_engine(precision: str, **overrides: Any) -> Callable[..., dict]:
     def build(model: torch.nn.Module, sizes: list[int], args: argparse.Namespace) -> dict:
         if precision == "fp8" and args.device.type != "cuda":
             raise Skip("needs CUDA")
+        stored = stored_engine(args, sizes) if precision == "fp16" and not overrides else None
+        if stored is not None:
+            folder, engine = stored
+            return {"fns": dict.fromkeys(sizes, engine), "prep": _to_images, "engine": engine,
+                    "folder": folder}  # fmt: skip
         example = torch.randn(4, *args.shape, device=args.device)
         options = {"autotune": args.autotune if precision == "fp16" else "none",
                    "inductor": args.inductor, "jobs": args.jobs, **overrides}  # fmt: skip
         try:
-            engine = deploy.optimize(model, example, precision, sizes, args.device, **options)
+            engine = deploy.optimize(model, example, precision, sizes, args.device, IMAGENET,
+                                     **options)  # fmt: skip
         except (ValueError, ImportError) as e:
             if precision == "fp8":  # no fp8 on this card, or torchao missing: a skip, said why
                 raise Skip(str(e).split(". ")[0]) from e
             raise
-        return {"fns": dict.fromkeys(sizes, engine), "prep": lambda x: x,
+        return {"fns": dict.fromkeys(sizes, engine), "prep": _to_images,
                 "engine": engine}  # fmt: skip
 
     return build
+
+
+def stored_engine(args: argparse.Namespace,
+                  sizes: list[int]) -> tuple[Path, deploy.Engine] | None:  # fmt: skip
+    """The kiln-fp16 engine in ``--repository`` when it was built as this run would build it."""
+    if args.repository is None or not (args.repository / args.model).is_dir():
+        return None
+    versions = sorted((int(p.name), p) for p in (args.repository / args.model).iterdir()
+                      if p.name.isdigit() and (p / "config.json").is_file())  # fmt: skip
+    if not versions:
+        return None
+    folder = versions[-1][1]
+    config = json.loads((folder / "config.json").read_text())
+    found = {"precision": config["precision"], "batch_sizes": config["batch_sizes"],
+             "input": config["input"]["shape"], "autotune": config["options"]["autotune"],
+             "device": config["built_for"]["device"]}  # fmt: skip
+    wanted = {"precision": "fp16", "batch_sizes": sizes, "input": [*args.shape[1:], 3],
+              "autotune": args.autotune, "device": args.device.type}  # fmt: skip
+    if found != wanted:
+        print(f"{folder} was built for {found}, not {wanted}: building again", flush=True)
+        return None
+    print(f"loading kiln-fp16 from {folder} instead of building it", flush=True)
+    return folder, deploy.load(folder, args.device)
 
 
 BUILDERS: dict[str, Callable[..., dict]] = {
@@ -166,6 +209,15 @@ def _to_half_cl(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float16).contiguous(memory_format=torch.channels_last)
 
 
+def _to_images(x: torch.Tensor) -> torch.Tensor:
+    """The uint8 NHWC images a normalized batch came from (exact for the reference inputs;
+    random normal timing inputs are clamped)."""
+    mean, std = (torch.tensor(IMAGENET[k], device=x.device).view(1, 3, 1, 1)
+                 for k in ("mean", "std"))  # fmt: skip
+    images = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    return images.permute(0, 2, 3, 1).contiguous()
+
+
 def _need_cuda(args: argparse.Namespace) -> None:
     if args.device.type != "cuda":
         raise Skip("needs CUDA")
@@ -201,21 +253,29 @@ def run_row(name: str, model: torch.nn.Module, args: argparse.Namespace,
               "rows": {s: vars(t) for s, t in rows.items()}}  # fmt: skip
     if "engine" in built:
         result["info"] = built["engine"].info
+        result["source"] = "repository" if "folder" in built else "built"
         if name == "kiln-fp16":
-            result["cold_start"] = cold_start(built["engine"], args)
+            folder = built.get("folder") or _save(built["engine"], args)
+            result["repository"] = str(folder)
+            result["cold_start"] = cold_start(folder, args)
     return result
 
 
-def cold_start(engine: deploy.Engine, args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh process: import kiln, load the repository (packages + CUDA graphs), one call."""
-    repo = Path(tempfile.mkdtemp(prefix="kiln-bench-repo-"))
+def _save(engine: deploy.Engine, args: argparse.Namespace) -> Path:
+    repo = args.repository or Path(tempfile.mkdtemp(prefix="kiln-bench-repo-"))
     folder = deploy.save(engine, repo, args.model, onnx=args.onnx)
+    print(f"saved kiln-fp16 in {folder}", flush=True)
+    return folder
+
+
+def cold_start(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh process: import kiln, load the repository (packages + CUDA graphs), one call."""
     code = (
         "import time; t0 = time.perf_counter()\n"
         "import json, sys, torch; sys.path.insert(0, sys.argv[2])\n"
         "import kiln.deploy as d\n"
         "t1 = time.perf_counter(); e = d.load(sys.argv[1], sys.argv[3])\n"
-        "x = torch.randn(1, *e.input_shape, device=e.device); e(x)\n"
+        "x = torch.zeros(1, *e.input_shape, dtype=e.input_dtype, device=e.device); e(x)\n"
         "torch.cuda.synchronize() if e.device.type == 'cuda' else None\n"
         "t2 = time.perf_counter()\n"
         "print(json.dumps({'process_s': t2 - t0, 'load_s': t2 - t1, "
@@ -334,6 +394,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help="parallel package builds (default: cores / 4)")
     parser.add_argument("--onnx", action="store_true", help="also export model.onnx (slow)")
     parser.add_argument("--out", help="write the results as JSON here")
+    reuse = "load kiln-fp16 from this model repository when built alike, else build and save it"
+    parser.add_argument("--repository", type=Path, help=reuse)
     smoke = "CPU, resnet18 at 32x32, batch sizes 1,4, few calls: for CI"
     parser.add_argument("--smoke", action="store_true", help=smoke)
     args = parser.parse_args(argv)
@@ -371,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
                         else "cpu")  # fmt: skip
     torch.manual_seed(0)
     model = kiln.zoo.create_model(args.model, image_size=args.image_size).eval().to(args.device)
-    x_ref = torch.randn(max(args.batch_sizes + args.side_batch_sizes), *args.shape,
-                        device=args.device)[:8]  # fmt: skip
+    images = torch.randint(0, 256, (8, *args.shape[1:], 3), dtype=torch.uint8)
+    x_ref = Normalize(IMAGENET["mean"], IMAGENET["std"])(images).to(args.device)
     with strict_fp32(), torch.no_grad():
         y_ref = model(x_ref).float()
     results: dict[str, dict] = {}

@@ -12,6 +12,15 @@ server's mean batch size, and whether p99 meets the SLO.
     python benchmarks/serve_http.py --url http://127.0.0.1:8000 --model resnet50
     python benchmarks/serve_http.py --smoke                        # a tiny CPU run (CI)
 
+A repository written by ``benchmarks/inference.py --repository DIR`` serves as it is: its
+kiln-fp16 engine is named after the zoo model and takes uint8 NHWC images (ImageNet
+normalization inside), as this client sends them:
+
+    python benchmarks/inference.py --only kiln-fp16 --repository /tmp/repo
+    python benchmarks/serve_http.py --repository /tmp/repo --model resnet50
+
+Each level prints a JSON line on stdout as soon as it is measured (and rewrites --json).
+
 Top-level imports are the standard library only: client processes start fast.
 """
 
@@ -346,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{model['device']}; {args.images} images per request, binary",
             flush=True,
         )
-        rows = []
+        rows: list[dict[str, Any]] = []
+        best = 0.0
         for clients in [int(c) for c in args.concurrency.split(",")]:
             before = batch_stats(url, model["name"])
             row = run_level(
@@ -365,22 +375,22 @@ def main(argv: list[str] | None = None) -> int:
             row["engine_ms"] = (after[2] - before[2]) / calls * 1000
             row["meets_slo"] = row["p99_ms"] <= args.slo_ms
             rows.append(row)
-            print(
-                f"  {clients} clients: {row['img_s']:,.0f} img/s, p99 {row['p99_ms']:.2f} ms",
-                file=sys.stderr,
-                flush=True,
-            )
+            # as it comes: a run cut short by a time limit still leaves what it measured
+            print(json.dumps({"level": row}), flush=True)
+            best = write_results(args, model, rows)
     print(table(rows, args.slo_ms))
+    print(f"\nbest throughput with p99 <= {args.slo_ms:g} ms: {best:,.0f} img/s")
+    return 0 if all(not r["errors"] for r in rows) else 1
+
+
+def write_results(args: argparse.Namespace, model: dict[str, Any], rows: list[dict]) -> float:
+    """The best img/s within the SLO so far; the results so far into --json."""
     within = [r["img_s"] for r in rows if r["meets_slo"] and not r["errors"]]
     best = max(within, default=0.0)
-    print(f"\nbest throughput with p99 <= {args.slo_ms:g} ms: {best:,.0f} img/s")
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"model": model, "rows": rows, "best_img_s": best, "slo_ms": args.slo_ms}, indent=2
-            )
-        )
-    return 0 if all(not r["errors"] for r in rows) else 1
+        results = {"model": model, "rows": rows, "best_img_s": best, "slo_ms": args.slo_ms}
+        args.json.write_text(json.dumps(results, indent=2))
+    return best
 
 
 def table(rows: list[dict[str, Any]], slo_ms: float) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,52 @@ def test_inference_benchmark_cpu_smoke_run_reports_rows_ratios_and_cold_start(tm
     assert results["kiln-fp8"]["status"] == "skipped"
     ratio = eager["rows"]["1"]["p50_ms"] / kiln["rows"]["1"]["p50_ms"]
     assert re.search(rf"^│ eager-fp32 .*│ +{ratio:.2f}x │", done.stdout, re.M), done.stdout
+
+
+def test_inference_builds_into_a_repository_once_and_serve_http_serves_it(tmp_path):
+    """Build once, benchmark twice: the second inference run loads the engine the first one
+    saved, and serve_http.py serves that repository as it is (uint8 images over HTTP)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    repo = tmp_path / "repo"
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"inference{i}.json"
+        cmd = [sys.executable, str(root / "inference.py"), "--smoke", "--only", "kiln-fp16",
+               "--repository", str(repo), "--out", str(out)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        runs.append(json.loads(out.read_text())["results"]["kiln-fp16"])
+    built, loaded = runs
+    assert (built["source"], loaded["source"]) == ("built", "repository")
+    assert built["repository"] == loaded["repository"] == str(repo / "resnet18" / "1")
+    assert sorted(p.name for p in (repo / "resnet18").iterdir()) == ["1"]  # no second version
+    assert loaded["rel_err"] == pytest.approx(built["rel_err"], rel=1e-3)  # the same engine
+    assert loaded["cold_start"]["status"] == "ok"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "serve.json"
+    cmd = [
+        sys.executable,
+        str(root / "serve_http.py"),
+        "--smoke",
+        "--repository",
+        str(repo),
+        "--model",
+        "resnet18",
+        "--concurrency",
+        "2",
+        "--port",
+        str(port),
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["model"]["name"] == "resnet18" and result["model"]["batch_sizes"] == [1, 4]
+    assert result["model"]["input"] == {"shape": [32, 32, 3], "dtype": "uint8", "layout": "NHWC"}
+    [row] = result["rows"]
+    assert row["errors"] == {} and row["requests"] > 0
+    level = json.loads(next(line for line in done.stdout.splitlines() if '"level"' in line))
+    assert level["level"]["requests"] == row["requests"]  # printed as soon as measured

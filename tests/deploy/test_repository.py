@@ -114,6 +114,9 @@ def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
     started = time.perf_counter()
     engine = deploy.optimize(mlp, torch.randn(2, 6), "fp32", batch_sizes=(2,), compile=True)
     record_property("measured", f"AOTInductor CPU build {time.perf_counter() - started:.1f} s")
+    timings = engine.info["timings"]
+    assert {"capture", "packages", "package_2", "runners", "total"} <= set(timings)
+    assert 0 < timings["package_2"] <= timings["packages"] <= timings["total"]
     folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
     assert (folder / "aoti" / "batch_2.pt2").is_file()
     loaded = deploy.load(folder)

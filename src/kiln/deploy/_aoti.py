@@ -17,7 +17,10 @@ from torch import nn
 
 from kiln.deploy._cuda_graph import Runner
 
-SMALL_BATCH = 16  # autotune="small" autotunes batch sizes up to this
+# autotune="small" autotunes batch sizes up to this: batch 1 only, the latency that max-autotune
+# helps most. Each autotuned build takes minutes of GPU timing and they run one at a time, so
+# every size added here lengthens the whole build by about one such build.
+SMALL_BATCH = 1
 
 
 def inductor_options(device: torch.device, batch_size: int, autotune: str,

@@ -32,6 +32,7 @@ from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
 from kiln.deploy._image_input import ImageInput
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
 from kiln.deploy._precision import Precision
+from kiln.deploy._progress import Progress
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
               "fp8": torch.bfloat16}  # fmt: skip
@@ -71,6 +72,7 @@ def optimize(
     cuda_graphs: bool = True,
     jobs: int | None = None,
     inductor: dict[str, Any] | None = None,
+    verbose: bool | None = None,
 ) -> Engine:
     """Optimize ``model`` for inference on ``device`` at fixed ``batch_sizes``.
 
@@ -78,14 +80,20 @@ def optimize(
     "bf16", "fp16" or "fp8" (torchao, GPUs of compute capability >= 8.9). ``image``: with
     ``{"mean": [...], "std": [...]}`` the engine takes uint8 (N, H, W, C) images and normalizes
     them inside. ``compile``: AOTInductor packages (default: on CUDA; on CPU the checked eager
-    module runs, as a C++ build takes a while). ``autotune``: max-autotune for "small" batches
-    (<= 16), "all" or "none". ``tolerance``: the relative error the precision may add (default:
-    fp16 5e-3, bf16 3e-2). ``jobs``: packages built in parallel processes (default: one per 4
-    CPU cores on a GPU machine, 1 on a CPU). ``inductor``: ``torch._inductor.config`` settings
-    over kiln's (e.g. ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). The original model is
-    left as it was.
+    module runs, as a C++ build takes a while). ``autotune``: Inductor's max-autotune for
+    "small" (batch size 1 only), "all" or "none" of the packages. It times kernel candidates
+    on the GPU, one autotuned build at a time, so each autotuned size adds minutes to the
+    build (ResNet-50 on an H100: more than the untuned builds together); it pays most at batch
+    1, where latency is the goal. "all" trades build time for large-batch throughput, "none"
+    builds fastest. ``tolerance``: the relative error the precision may add (default: fp16
+    5e-3, bf16 3e-2). ``jobs``: packages built in parallel processes, the autotuned first and
+    then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
+    ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
+    ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
+    each pass with its error, each package build, the runners) with its seconds to stderr
+    (default: when compiling, which takes minutes). Whatever it is, ``engine.info["timings"]``
+    holds each phase's seconds. The original model is left as it was.
     """
-    started = time.perf_counter()
     _check_example(example)
     options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold)
     options.update(cuda_graphs=cuda_graphs, jobs=jobs, inductor=inductor or {})
@@ -96,24 +104,39 @@ def optimize(
         options["compile"] = device.type == "cuda"
     if precision == "fp8" and (reason := fp8_unsupported(device)):
         raise ValueError(f"precision='fp8' is not available here: {reason}. Use 'bf16' or 'fp16'.")
+    progress = Progress(options["compile"] if verbose is None else verbose)
+    try:
+        return _build(model, example, device, options, progress)
+    finally:
+        progress.close()
+
+
+def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
+           options: dict[str, Any], progress: Progress) -> Engine:  # fmt: skip
+    sizes = options["batch_sizes"]
+    progress.log(f"optimize: {options['precision']} on {device}, batch sizes {sizes}, "
+                 f"compile={options['compile']}, autotune={options['autotune']!r}")  # fmt: skip
     original = eval_mode(_snapshot(model, device))
     with strict_fp32(benchmark=True), torch.no_grad():
-        program = capture(original, example.to(device))
+        with progress.phase("capture", "capture (torch.export)"):
+            program = capture(original, example.to(device))
         module: nn.Module = program.module()
         passes = _passes(options, device, module, example)
-        x, x_engine = _check_inputs(example.to(device), max(options["batch_sizes"]), passes)
+        x, x_engine = _check_inputs(example.to(device), max(sizes), passes)
         reference = single_output(original(x), model)
-        module, checks, budget = _apply(module, passes, x, x_engine, reference)
+        module, checks, budget = _apply(module, passes, x, x_engine, reference, progress)
         rows = min(len(example), 8)
         source = Source(original, program, example[:rows].detach().cpu(), options,
                         x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
         runners, runner_check = _runners(module, x_engine, reference, device, options, source,
-                                         budget)  # fmt: skip
+                                         budget, progress)  # fmt: skip
     info = {
         "precision": options["precision"], "device": str(device), "compiled": options["compile"],
-        "cuda_graphs": device.type == "cuda" and cuda_graphs, "image": options["image"],
-        "passes": [*checks, runner_check], "max_abs_error": runner_check["max_abs"],
-        "rel_error": runner_check["rel"], "build_s": round(time.perf_counter() - started, 2),
+        "cuda_graphs": device.type == "cuda" and options["cuda_graphs"],
+        "image": options["image"], "passes": [*checks, runner_check],
+        "max_abs_error": runner_check["max_abs"], "rel_error": runner_check["rel"],
+        "build_s": round(time.perf_counter() - progress.started, 2),
+        "timings": progress.timings,  # "total" lands when optimize returns
     }  # fmt: skip
     engine = Engine(runners, tuple(x_engine.shape[1:]), x_engine.dtype, device, info=info,
                     source=source)  # fmt: skip
@@ -135,24 +158,29 @@ def _check_inputs(
 
 def _apply(
     module: nn.Module, passes: list[Pass], x: torch.Tensor, x_engine: torch.Tensor,
-    reference: torch.Tensor,
+    reference: torch.Tensor, progress: Progress,
 ) -> tuple[nn.Module, list[dict[str, Any]], float]:  # fmt: skip
     """Apply ``passes`` in order, each checked against the original model's ``reference``
     within the sum of the tolerances so far. Returns the module, the checks and that sum."""
     checks = [_entry(check("capture", module(x), reference, CAPTURE_TOLERANCE), None)]
     budget = CAPTURE_TOLERANCE
     for p in passes:
+        started = time.perf_counter()
+        progress.status(f"pass {p.name}")
         module = p.apply(module)
         if isinstance(p, ImageInput):  # from here on the module takes the engine's input
             x = x_engine
         budget += p.tolerance
         checks.append(_entry(check(p.name, module(x), reference, budget), p))
+        progress.record(f"pass_{p.name}", time.perf_counter() - started)
+        progress.log(f"pass {p.name}: rel err {checks[-1]['rel']:.3g} (<= {budget:.3g}) "
+                     f"in {progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
     return module, checks, budget
 
 
 def _runners(
     module: nn.Module, x: torch.Tensor, reference: torch.Tensor, device: torch.device,
-    options: dict[str, Any], source: Source, budget: float,
+    options: dict[str, Any], source: Source, budget: float, progress: Progress,
 ) -> tuple[dict[int, Runner], dict[str, Any]]:  # fmt: skip
     """One runner per batch size, each checked on the first rows of ``x``."""
     sizes, compiled = options["batch_sizes"], options["compile"]
@@ -160,25 +188,34 @@ def _runners(
     started = time.perf_counter()
     if compiled:
         source.workdir = tempfile.TemporaryDirectory(prefix="kiln-deploy-")
-        source.packages = _packages(module, x, device, options, Path(source.workdir.name))
+        with progress.phase("packages", f"AOTInductor packages for batch sizes {sizes}"):
+            source.packages = _packages(module, x, device, options, Path(source.workdir.name),
+                                        progress)  # fmt: skip
     compile_s = time.perf_counter() - started
     runners: dict[int, Runner] = {}
     worst = Check("", 0.0, 0.0, tolerance)
-    pool = None
-    for size in sizes:
-        if size in source.packages:
-            run = load_package(source.packages[size], device)
-        elif compiled:
-            run = jit_compile(module, x[:size], _inductor(device, size, options))
-        else:
-            run = _eager(module)
-        if device.type == "cuda" and options["cuda_graphs"]:
-            run = graph_runner(run, x[:size], pool)
-            pool = run.pool  # type: ignore[attr-defined]
-        runners[size] = run
-        name = f"{'compiled' if compiled else 'eager'} batch {size}"
-        result = check(name, run(x[:size]), reference[:size], tolerance)
-        worst = max(worst, result, key=lambda c: c.rel)
+    graphs = device.type == "cuda" and options["cuda_graphs"]
+    steps = ["package" if source.packages else "compile" if compiled else "eager"]
+    what = ", ".join([*steps, *(["CUDA graph"] if graphs else []), "check"])
+    with progress.phase("runners", f"runners ({what}) for batch sizes {sizes}"):
+        pool = None
+        for size in sizes:
+            size_started = time.perf_counter()
+            if size in source.packages:
+                run = load_package(source.packages[size], device)
+            elif compiled:
+                run = jit_compile(module, x[:size], _inductor(device, size, options))
+            else:
+                run = _eager(module)
+            if graphs:
+                run = graph_runner(run, x[:size], pool)
+                pool = run.pool  # type: ignore[attr-defined]
+            runners[size] = run
+            name = f"{'compiled' if compiled else 'eager'} batch {size}"
+            result = check(name, run(x[:size]), reference[:size], tolerance)
+            worst = max(worst, result, key=lambda c: c.rel)
+            progress.log(f"batch {size}: runner ready ({what}: rel err {result.rel:.3g}) in "
+                         f"{time.perf_counter() - size_started:.1f} s")  # fmt: skip
     kind = ("aoti_compile" if source.packages else "inductor_jit") if compiled else "eager"
     entry = {**_entry(worst, None), "name": kind,
              "batch_sizes": sizes, "compile_s": round(compile_s, 1)}  # fmt: skip
@@ -186,14 +223,16 @@ def _runners(
 
 
 def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
-              options: dict[str, Any], folder: Path) -> dict[int, Path]:  # fmt: skip
+              options: dict[str, Any], folder: Path,
+              progress: Progress) -> dict[int, Path]:  # fmt: skip
     """AOTInductor packages per batch size; none (with a warning) where they cannot be built."""
     sizes = options["batch_sizes"]
     jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao's tensors: in-process
     jobs = default_jobs(device, len(sizes)) if jobs is None else jobs
     configs = {s: _inductor(device, s, options) for s in sizes}
     try:
-        return build_packages(module, {s: x[:s] for s in sizes}, configs, folder, jobs)
+        progress.log(f"building {len(sizes)} packages, {jobs} at a time")
+        return build_packages(module, {s: x[:s] for s in sizes}, configs, folder, jobs, progress)
     except Exception as e:  # a missing toolchain shows up as many error types
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         warnings.warn(

@@ -3,7 +3,8 @@
 A version folder holds:
 
 - ``config.json``: input shape and dtype, batch sizes, precision, image preprocessing, every
-  pass with its measured error, and what the packages were built for (device, torch version);
+  pass with its measured error, the build's seconds per phase, and what the packages were
+  built for (device, torch version);
 - ``model.kiln`` (a kiln model's one-file save) or ``model.pt2`` (the exported program, for
   any other module): the original model, from which an engine can always be rebuilt;
 - ``aoti/batch_<N>.pt2``: AOTInductor packages per batch size, when the engine was compiled;
@@ -157,6 +158,7 @@ def _write(engine: Engine, source: Source, folder: Path, name: str, version: int
         "image": source.options["image"], "options": source.options,
         "passes": engine.info.get("passes", []), "rel_error": engine.info.get("rel_error"),
         "max_abs_error": engine.info.get("max_abs_error"), "onnx": onnx_info,
+        "timings": engine.info.get("timings"),  # optimize's seconds per phase
         "built_for": _platform(engine.device), "files": files,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }  # fmt: skip
