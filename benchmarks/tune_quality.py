@@ -1,237 +1,169 @@
 """Multi-objective search quality and suggestion latency: kiln.tune's samplers against Optuna's.
 
 On BoTorch's test problems (all minimized; hypervolume against each problem's reference point,
-from the noiseless values of the evaluated points, feasible ones only), for each sampler and
-seed it runs an ask/tell loop and records the hypervolume after every evaluation and the time
-of every suggestion. It prints, per problem, the evaluations each sampler needs to reach the
-hypervolume random search has after `--random-budget` evaluations (median over seeds), the
-final log10 hypervolume gap, and suggestion latency p50/p95 by number of completed trials.
-Optuna's TPE, GPSampler and NSGA-II run when optuna is installed (pip install 'kiln[benchmarks]');
-otherwise their rows say "skipped".
+from the noiseless values of the evaluated feasible points):
 
-    python benchmarks/tune_quality.py                                   # the full comparison
-    python benchmarks/tune_quality.py --problems branin_currin --seeds 1 --budget 8 \\
-        --random-budget 20 --samplers random,sobol,bayes               # a CPU smoke run
+1. random search runs `--random-budget` evaluations on `--seeds` seeds (1000, 1001, ...); the
+   median of its final hypervolumes is each problem's target;
+2. every sampler runs on seeds 0, 1, ...: random and Sobol for `--random-budget` evaluations,
+   the model-based ones for `--budget` (or until they reach the target, `--stop-at-target`);
+3. kiln's Bayes (on each of `--latency-devices`) and Optuna's GPSampler time `--latency-reps`
+   suggestions on histories of `--latency-sizes` completed trials, alone on the machine.
+
+Runs spread over `--jobs` processes (one torch thread each). Prints Markdown tables: evaluations
+to reach the target (median and per seed), final hypervolume and log10 gap to the maximum,
+latency p50/p95 (with the Bayes fit and acquisition parts). `--out DIR` also writes
+results.json, evals_to_target.csv, hv_curves.csv, latency.csv, summary.md and, with
+matplotlib, hv_gap.png and latency.png. Optuna's samplers need `pip install 'kiln[benchmarks]'`;
+without optuna their rows say "skipped".
+
+    python benchmarks/tune_quality.py --out results/tune               # everything, all cores
+    python benchmarks/tune_quality.py --device cuda --out results/tune # Bayes on the GPU
+    python benchmarks/tune_quality.py --smoke --out /tmp/tq            # seconds, for CI
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import multiprocessing
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from _tune import latency, report
+from _tune.problems import NAMES, Problem
+from _tune.runners import OPTUNA, SAMPLERS, Task, optuna_missing, run
 
-from kiln import tune
-
-Runner = Callable[[dict[str, Any], int, int], dict[str, Any]]
-
-
-def problems() -> dict[str, Callable[[], Any]]:
-    from botorch.test_functions import multi_objective as mo
-
-    return {
-        "branin_currin": lambda: mo.BraninCurrin(),
-        "zdt3": lambda: mo.ZDT3(dim=4),
-        "dtlz2": lambda: mo.DTLZ2(dim=6, num_objectives=2),
-        "c2dtlz2": lambda: mo.C2DTLZ2(dim=4, num_objectives=2),
-        "noisy_branin_currin": lambda: mo.BraninCurrin(noise_std=[5.0, 0.5]),
-    }
+# the slowest first, so that the pool's last minutes are not one long run
+_COST = {"bayes": 0, "optuna-gp": 1, "optuna-tpe": 2, "random": 3, "sobol": 4, "optuna-nsga2": 5}
+SMOKE = ["--problems", "branin_currin,c2dtlz2", "--seeds", "1", "--budget", "6",
+         "--random-budget", "12", "--samplers", "random,sobol,bayes,optuna-tpe",
+         "--latency-sizes", "8", "--latency-reps", "1", "--latency-devices", "cpu",
+         "--jobs", "1"]  # fmt: skip
 
 
-class Problem:
-    def __init__(self, name: str) -> None:
-        self.name, self.f = name, problems()[name]()
-        self.dim, self.m = self.f.dim, self.f.num_objectives
-        self.bounds = self.f.bounds.double()
-        self.ref = self.f.ref_point.double().numpy()
-        self.constrained = hasattr(self.f, "evaluate_slack")
-
-    def evaluate(self, x: list[float]) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(observed values, noiseless values, feasible)."""
-        xt = torch.tensor([x], dtype=torch.float64)
-        observed = self.f(xt)[0].numpy()
-        true = self.f.evaluate_true(xt)[0].numpy()
-        feasible = bool((self.f.evaluate_slack(xt) >= 0).all()) if self.constrained else True
-        return observed, true, feasible
-
-    def hypervolume(self, points: list[np.ndarray]) -> float:
-        if not points:
-            return 0.0
-        return tune.hypervolume(-np.stack(points), -self.ref)
-
-
-def _kiln(sampler: Callable[[int], tune.BaseSampler]) -> Runner:
-    def run(p: dict[str, Any], seed: int, budget: int) -> dict[str, Any]:
-        prob: Problem = p["problem"]
-        space = {f"x{i}": tune.Float(float(lo), float(hi)) for i, (lo, hi) in
-                 enumerate(prob.bounds.T.tolist())}  # fmt: skip
-        objectives = {f"f{j}": "min" for j in range(prob.m)}
-        thresholds = {f"f{j}": float(prob.ref[j]) for j in range(prob.m)}
-        constraints = {"slack": (">=", 0.0)} if prob.constrained else None
-        study = tune.Study(space, objectives, thresholds=thresholds, constraints=constraints,
-                           sampler=sampler(seed))  # fmt: skip
-        hv, latency, front = [], [], []
-        for _ in range(budget):
-            start = time.perf_counter()
-            trial = study.ask()
-            latency.append((len(study.completed()), time.perf_counter() - start))
-            x = [trial.params[f"x{i}"] for i in range(prob.dim)]
-            observed, true, feasible = prob.evaluate(x)
-            values = {f"f{j}": float(observed[j]) for j in range(prob.m)}
-            if prob.constrained:
-                xt = torch.tensor([x], dtype=torch.float64)
-                values["slack"] = float(prob.f.evaluate_slack(xt).min())
-            study.tell(trial, values)
-            if feasible:
-                front.append(true)
-            hv.append(prob.hypervolume(front))
-        return {"hv": hv, "latency": latency}
-
-    return run
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--problems", default=",".join(NAMES))
+    p.add_argument("--samplers", default=",".join(SAMPLERS))
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--budget", type=int, default=40, help="evaluations per model-based run")
+    p.add_argument("--random-budget", type=int, default=200)
+    p.add_argument("--stop-at-target", action="store_true",
+                   help="end a model-based run once it reaches the target")  # fmt: skip
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="cpu", help="kiln Bayes in the quality runs")
+    p.add_argument("--latency-devices", default=None,
+                   help="comma-separated; default cpu, and cuda when present")  # fmt: skip
+    p.add_argument("--latency-sizes", default="10,25,50,100,200")
+    p.add_argument("--latency-reps", type=int, default=10)
+    p.add_argument("--latency-threads", type=int, default=torch.get_num_threads(),
+                   help="torch CPU threads while timing (default: torch's, all cores)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="folder for JSON, CSV, Markdown and PNG results")
+    p.add_argument("--json", type=Path, help="write results.json here too")
+    p.add_argument("--smoke", action="store_true", help=f"shorthand for {' '.join(SMOKE)}")
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args((SMOKE if "--smoke" in argv else []) + argv)
+    args.problems, args.samplers = args.problems.split(","), args.samplers.split(",")
+    if unknown := [n for n in args.samplers if n not in SAMPLERS]:
+        p.error(f"unknown samplers {unknown}; known: {', '.join(SAMPLERS)}")
+    if unknown := [n for n in args.problems if n not in NAMES]:
+        p.error(f"unknown problems {unknown}; known: {', '.join(NAMES)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device} needs CUDA, and torch {torch.__version__} sees none")
+    default = "cpu,cuda" if torch.cuda.is_available() else "cpu"
+    args.latency_devices = (args.latency_devices or default).split(",")
+    args.latency_sizes = [int(n) for n in args.latency_sizes.split(",")]
+    return args
 
 
-def _optuna(kind: str) -> Runner | str:
-    try:
-        import optuna
-    except ImportError:
-        return "optuna not installed (pip install 'kiln[benchmarks]')"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def run(p: dict[str, Any], seed: int, budget: int) -> dict[str, Any]:
-        prob: Problem = p["problem"]
-        # Optuna 5 takes constraints through trial.set_constraint; older ones a callback
-        new_api = hasattr(optuna.trial.Trial, "set_constraint")
-        cons = (lambda t: [-t.user_attrs["slack"]]) if prob.constrained and not new_api else None
-        samplers = {
-            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, constraints_func=cons),
-            "gp": lambda: optuna.samplers.GPSampler(seed=seed, constraints_func=cons),
-            "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cons),
-        }
-        study = optuna.create_study(directions=["minimize"] * prob.m, sampler=samplers[kind]())
-        hv, latency, front = [], [], []
-        for i in range(budget):
-            start = time.perf_counter()
-            trial = study.ask()
-            x = [trial.suggest_float(f"x{k}", float(lo), float(hi))
-                 for k, (lo, hi) in enumerate(prob.bounds.T.tolist())]  # fmt: skip
-            latency.append((i, time.perf_counter() - start))
-            observed, true, feasible = prob.evaluate(x)
-            if prob.constrained:
-                xt = torch.tensor([x], dtype=torch.float64)
-                slack = float(prob.f.evaluate_slack(xt).min())
-                trial.set_user_attr("slack", slack)
-                if new_api:
-                    trial.set_constraint("slack", -slack)
-            study.tell(trial, [float(v) for v in observed])
-            if feasible:
-                front.append(true)
-            hv.append(prob.hypervolume(front))
-        return {"hv": hv, "latency": latency}
-
-    return run
+def run_all(tasks: list[Task], jobs: int) -> list[dict[str, Any]]:
+    """run(task) for every task over `jobs` processes (spawned: CUDA-safe), in task order."""
+    if jobs <= 1:
+        return [run(t) for t in tasks]
+    order = sorted(range(len(tasks)), key=lambda i: _COST[tasks[i].sampler])
+    results: list[dict[str, Any]] = [{}] * len(tasks)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(run, tasks[i]): i for i in order}
+        for done, future in enumerate(as_completed(futures), 1):
+            results[futures[future]] = future.result()
+            print(f"\r  {done}/{len(tasks)} runs", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return results
 
 
-def samplers() -> dict[str, Runner | str]:
-    return {
-        "bayes": _kiln(lambda seed: tune.Bayes(seed=seed)),
-        "random": _kiln(lambda seed: tune.Random(seed=seed)),
-        "sobol": _kiln(lambda seed: tune.Sobol(seed=seed)),
-        "optuna-tpe": _optuna("tpe"),
-        "optuna-gp": _optuna("gp"),
-        "optuna-nsga2": _optuna("nsga2"),
-    }
-
-
-def _to_reach(hv: list[float], target: float) -> int | None:
-    return next((i + 1 for i, v in enumerate(hv) if v >= target * (1 - 1e-9)), None)
-
-
-def _latency_table(latency: list[tuple[int, float]]) -> dict[str, dict[str, float]]:
-    out = {}
-    for lo, hi in [(0, 10), (10, 25), (25, 50), (50, 100), (100, 200), (200, 10**9)]:
-        ts = sorted(t for n, t in latency if lo <= n < hi)
-        if ts:
-            out[f"{lo}-{hi if hi < 10**9 else ''}"] = {
-                "p50": ts[len(ts) // 2], "p95": ts[min(len(ts) - 1, math.ceil(0.95 * len(ts)) - 1)]
-            }  # fmt: skip
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    skip = optuna_missing()
+    names = [n for n in args.samplers if not (skip and n in OPTUNA)]
+    targets = [Task("random", p, 1000 + s, args.random_budget) for p in args.problems
+               for s in range(args.seeds)]  # fmt: skip
+    finals: dict[str, list[float]] = {p: [] for p in args.problems}
+    for task, r in zip(targets, run_all(targets, args.jobs)):
+        finals[task.problem].append(r["hv"][-1])
+    target = {p: statistics.median(v) for p, v in finals.items()}
+    tasks = [Task(n, p, s, args.random_budget if n in ("random", "sobol") else args.budget,
+                  target[p] if args.stop_at_target else None, args.device)
+             for p in args.problems for n in names for s in range(args.seeds)]  # fmt: skip
+    out: dict[str, Any] = {"problems": {}, "runs": {p: {} for p in args.problems}}
+    for task, r in zip(tasks, run_all(tasks, args.jobs)):
+        out["runs"][task.problem].setdefault(task.sampler, []).append(r)
+    for p in args.problems:
+        max_hv = Problem(p).max_hv
+        samplers = {n: report.summarize(out["runs"][p][n], target[p], max_hv) for n in names}
+        samplers |= {n: {"skipped": skip} for n in args.samplers if n not in names}
+        out["problems"][p] = {"target_hv": target[p], "max_hv": max_hv,
+                              "random_finals": finals[p], "samplers": samplers}  # fmt: skip
     return out
 
 
-def bench(problem: str, names: list[str], seeds: int, budget: int, random_budget: int) -> dict:
-    prob = Problem(problem)
-    runners = samplers()
-    targets = [runners["random"]({"problem": prob}, 1000 + s, random_budget)["hv"][-1]  # type: ignore[operator]
-               for s in range(seeds)]  # fmt: skip
-    target = statistics.median(targets)
-    max_hv = float(prob.f.max_hv) if hasattr(prob.f, "_max_hv") and prob.f._max_hv else None
-    result: dict[str, Any] = {"target_hv": target, "max_hv": max_hv, "samplers": {}}
-    for name in names:
-        runner = runners[name]
-        if isinstance(runner, str):
-            result["samplers"][name] = {"status": "skipped", "reason": runner}
-            continue
-        runs = [runner({"problem": prob}, s, budget) for s in range(seeds)]
-        reach = [_to_reach(r["hv"], target) for r in runs]
-        ok = sorted(r for r in reach if r is not None)
-        median = ok[len(reach) // 2] if len(ok) > len(reach) // 2 else None
-        final = statistics.median(r["hv"][-1] for r in runs)
-        result["samplers"][name] = {
-            "status": "ok", "evals_to_target": reach, "median_evals": median,
-            "final_hv": final, "hv_curves": [r["hv"] for r in runs],
-            "latency": _latency_table([x for r in runs for x in r["latency"]]),
-        }  # fmt: skip
-    return result
+def latencies(args: argparse.Namespace) -> list[dict[str, Any]]:
+    torch.set_num_threads(args.latency_threads)
+    rows = []
+    if "bayes" in args.samplers:
+        for device in args.latency_devices:
+            rows += latency.kiln_bayes(args.latency_sizes, args.latency_reps, device)
+    if "optuna-gp" in args.samplers and not optuna_missing():
+        rows += latency.optuna_gp(args.latency_sizes, args.latency_reps)
+    return rows
 
 
-def _print(problem: str, res: dict, budget: int, random_budget: int) -> None:
-    print(f"\n### {problem}: evaluations to reach random search's {random_budget}-evaluation "
-          f"hypervolume ({res['target_hv']:.4g}; max {res['max_hv'] or 'unknown'})\n")  # fmt: skip
-    print("| sampler | median evals | per seed | final HV | log10 gap | latency p50 / p95 (s) |")
-    print("|---|---|---|---|---|---|")
-    for name, r in res["samplers"].items():
-        if r["status"] != "ok":
-            print(f"| {name} | skipped: {r['reason']} | | | | |")
-            continue
-        med = r["median_evals"] if r["median_evals"] is not None else f"> {budget}"
-        seeds = ", ".join(str(x) if x is not None else f">{budget}" for x in r["evals_to_target"])
-        gap = (f"{math.log10(max(res['max_hv'] - r['final_hv'], 1e-12)):.2f}"
-               if res["max_hv"] else "")  # fmt: skip
-        lat = "; ".join(f"{k}: {v['p50']:.3f}/{v['p95']:.3f}" for k, v in r["latency"].items())
-        print(f"| {name} | {med} | {seeds} | {r['final_hv']:.4g} | {gap} | {lat} |")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", default=",".join(problems()))
-    parser.add_argument("--samplers", default=",".join(samplers()))
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=60, help="evaluations per model-based run")
-    parser.add_argument("--random-budget", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--json", help="write every number (curves included) to this file")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    names = args.samplers.split(",")
-    if unknown := [n for n in names if n not in samplers()]:
-        parser.error(f"unknown samplers {unknown}; known: {', '.join(samplers())}")
-    if unknown := [p for p in args.problems.split(",") if p not in problems()]:
-        parser.error(f"unknown problems {unknown}; known: {', '.join(problems())}")
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"# tune_quality: {device}, torch {torch.__version__}, {args.seeds} seeds, "
-          f"budget {args.budget}, random budget {args.random_budget}")  # fmt: skip
-    out = {}
-    for problem in args.problems.split(","):
-        out[problem] = bench(problem, names, args.seeds, args.budget, args.random_budget)
-        _print(problem, out[problem], args.budget, args.random_budget)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    header = (f"# tune_quality: {os.cpu_count()} CPUs, {device}, torch {torch.__version__}, "
+              f"{args.seeds} seeds, budget {args.budget}, random budget {args.random_budget}, "
+              f"{args.jobs} jobs, Bayes on {args.device}")  # fmt: skip
+    print(header, flush=True)
+    start = time.perf_counter()
+    results = quality(args)
+    print(f"  quality runs: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    lat_start = time.perf_counter()
+    raw = latencies(args)
+    results["latency"] = report.latency_rows(raw)
+    results["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results["seconds"] = {"quality": lat_start - start, "latency": time.perf_counter() - lat_start}
+    text = header + "\n" + report.markdown(results, args.budget, args.random_budget)
+    print(text[len(header) :], flush=True)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.md").write_text(text + "\n")
+        report.write_csv(args.out, results, raw)
+        (args.out / "results.json").write_text(json.dumps(results))
+        plots = report.plot(args.out, results)
+        print(
+            f"\nwrote {args.out}/: results.json, summary.md, CSV files"
+            f"{', ' + ', '.join(plots) if plots else ' (no plots: matplotlib missing)'}"
+        )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f)
+        args.json.write_text(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 import builtins
 import math
+import time
 
 import numpy as np
 import pytest
 import torch
 from botorch.test_functions.multi_objective import BraninCurrin
 
-from kiln.tune import Bayes, Float, Random, Study, TrialState
+from kiln.tune import Bayes, Float, Random, Study, Trial, TrialState
+from kiln.tune._bayes import _seeded, _still_current, _vanishing
+from kiln.tune._warp import TailWarp
 
 from .conftest import fast_bayes
 
@@ -81,18 +84,109 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
         Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=Bayes(seed=0)).ask()
 
 
-def test_precompute_hands_out_the_next_suggestion_computed_while_trials_ran():
+def _precomputing_study() -> Study:
     sampler = Bayes(seed=0, n_startup=3, num_restarts=2, raw_samples=64, mc_samples=32,
                     precompute=True)  # fmt: skip
     study = Study({"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}, {"v": "min"}, sampler=sampler)
     for _ in range(3):
         study.tell(study.ask(), {"v": 0.0})
-    first = study.ask()  # model-based; starts the next one in the background
-    sampler._job[1].join()
-    study.tell(first, {"v": (first.params["x"] - 0.3) ** 2 + first.params["y"]})
-    import time
+    return study
 
+
+def _precomputed(study: Study) -> dict:
+    job = study.sampler._job
+    job[1].join()
+    return job[2][0][0]
+
+
+def test_precompute_hands_out_the_suggestion_computed_while_the_trial_ran():
+    study = _precomputing_study()
+    first = study.ask()  # model-based; starts the next one in the background
+    ahead = _precomputed(study)
+    study.tell(first, {"v": (first.params["x"] - 0.3) ** 2 + first.params["y"]})
     start = time.perf_counter()
-    second = study.ask()
+    second = study.ask()  # only the running trial's result arrived: still current
     assert time.perf_counter() - start < 0.2
-    assert second.params != first.params and study.space.validate(second.params)
+    assert second.params == ahead and second.params != first.params
+    _precomputed(study)  # no thread outlives the test
+
+
+def test_precompute_is_discarded_once_another_trial_was_asked_for():
+    study = _precomputing_study()
+    computed = study.sampler._suggest
+    fresh = []  # the suggestions computed while ask() waited
+    study.sampler._suggest = lambda *a, background=False: (
+        computed(*a, background=background) if background else fresh.append(1) or computed(*a)
+    )
+    first = study.ask()
+    before = len(fresh)
+    second = study.ask()  # the history is the one the job assumed: it takes the job
+    assert len(fresh) == before
+    study.enqueue({"x": 0.5, "y": 0.5})
+    queued = study.ask()  # a queued point, handed out without the sampler
+    third = study.ask()  # the job did not know `queued`: computed afresh
+    _precomputed(study)
+    assert len(fresh) == before + 1
+    params = [t.params for t in (first, second, queued, third)]
+    assert len({tuple(sorted(p.items())) for p in params}) == 4
+
+
+def test_still_current_allows_only_results_of_busy_trials():
+    def trial(number, state, x=0.1):
+        return Trial(number, {"x": x}, TrialState(state))
+
+    assumed = [trial(0, "completed"), trial(1, "running"), trial(2, "pending")]
+    finished = [trial(0, "completed"), trial(1, "completed"), trial(2, "failed")]
+    assert _still_current(assumed, assumed) and _still_current(assumed, finished)
+    assert not _still_current(assumed, [*assumed, trial(3, "running")])  # asked since
+    assert not _still_current(assumed, [*assumed[:2], trial(2, "running")])  # started since
+    assert not _still_current(assumed, [*assumed[:2], trial(2, "pending", x=0.2)])
+    assert not _still_current(finished, assumed)  # states never go back
+
+
+def test_seeding_leaves_the_global_generator_as_it_was():
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    with _seeded(5, background=False):
+        inside = torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(5)
+    assert torch.equal(inside, torch.rand(3))
+    torch.manual_seed(1)
+    with _seeded(5, background=True):  # a background thread must not reseed or rewind it
+        assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_timings_device_and_json_round_trip():
+    sampler = fast_bayes(0, n_startup=3)
+    study = Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=sampler)
+    study.optimize(lambda t: {"v": (t.params["x"] - 0.3) ** 2}, trials=4)
+    assert set(sampler.timings) == {"fit", "acquisition"} and min(sampler.timings.values()) > 0
+    again = Bayes(**{k: v for k, v in Bayes(seed=3, device="cpu").to_json().items() if k != "type"})
+    assert (again.seed, again.device) == (3, "cpu")
+
+
+def test_targets_feasibility_first_then_the_thresholds_then_the_hypervolume():
+    study = Study({"x": Float(0.0, 1.0)}, {"a": "min", "b": "max"},
+                  thresholds={"a": 2.0, "b": 1.0}, constraints={"c": ("<=", 0.0)})  # fmt: skip
+    y = np.array([[-3.0, 2.0], [-1.0, 1.5]])  # maximized: a = 3, b = 2 and a = 1, b = 1.5
+    warp = TailWarp(y)
+    infeasible = np.array([[0.5], [0.1]])
+    assert Bayes._targets(study, y, infeasible, warp, 1) == ([(2, 0.0, -1.0)], [])
+    feasible = np.array([[-0.5], [0.1]])  # only the first trial: beats b's threshold, not a's
+    goals, ref = Bayes._targets(study, y, feasible, warp, 1)
+    assert ref == [-2.0, 1.0]
+    w = warp(np.array([ref]))[0]
+    assert goals == [(2, 0.0, -1.0), (0, w[0], 1.0), (1, w[1], 1.0)]
+    both = np.array([[-0.5], [-0.1]])  # the second trial, feasible now, beats both thresholds
+    assert Bayes._targets(study, y, both, warp, 1) == (None, [-2.0, 1.0])
+
+
+def test_vanishing_means_below_e_minus_15_of_the_objective_scale_everywhere():
+    y = np.array([[0.0, 0.0], [10.0, 100.0]])  # scale: log(5 * 50) = 5.52
+    tkw = {"dtype": torch.float64, "device": torch.device("cpu")}
+
+    def flat(v):
+        return lambda x: torch.full(x.shape[:1], v, dtype=torch.float64)
+
+    assert _vanishing(flat(-10.0), 2, y, 0, tkw) and not _vanishing(flat(-9.0), 2, y, 0, tkw)

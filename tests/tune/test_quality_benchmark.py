@@ -1,44 +1,83 @@
 """benchmarks/tune_quality.py runs end to end on a CPU at a tiny size and its numbers add up."""
 
-import importlib.util
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tune_quality.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "tune_quality.py"
 
 
-def test_cpu_smoke_run(tmp_path):
-    out = tmp_path / "quality.json"
-    cmd = [sys.executable, str(SCRIPT), "--problems", "branin_currin,c2dtlz2", "--seeds", "1",
-           "--budget", "7", "--random-budget", "20", "--samplers", "random,sobol,bayes,optuna-tpe",
-           "--json", str(out)]  # fmt: skip
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import tune_quality
+
+    return tune_quality
+
+
+def test_smoke_run_writes_consistent_tables_csv_and_json(tmp_path):
+    run = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    with open(tmp_path / "evals_to_target.csv") as f:
+        reach_rows = list(csv.DictReader(f))
     for problem in ("branin_currin", "c2dtlz2"):
-        res = results[problem]
+        res = results["problems"][problem]
         assert 0 < res["target_hv"] <= res["max_hv"]
-        for name in ("random", "sobol", "bayes"):
-            r = res["samplers"][name]
-            curve = r["hv_curves"][0]
-            assert len(curve) == 7 and curve == sorted(curve) and r["final_hv"] == curve[-1]
-            reach = r["evals_to_target"][0]
+        assert res["target_hv"] == sorted(res["random_finals"])[0]  # the median of one seed
+        for name, budget in (("random", 12), ("sobol", 12), ("bayes", 6)):
+            curve = results["runs"][problem][name][0]["hv"]
+            assert len(curve) == budget and curve == sorted(curve)
+            s = res["samplers"][name]
+            assert s["final_hv"] == curve[-1] and s["fallbacks"] == 0
+            reach = s["evals_to_target"][0]
             assert (reach is None) == (curve[-1] < res["target_hv"])
-            assert set(r["latency"]) == {"0-10"} and r["latency"]["0-10"]["p50"] >= 0
+            if reach is not None:  # the first evaluation at (or within rounding of) the target
+                assert curve[reach - 1] >= res["target_hv"] * (1 - 1e-9) > [0, *curve][reach - 1]
+            row = next(r for r in reach_rows if (r["problem"], r["sampler"]) == (problem, name))
+            assert row["evals_to_target"] == ("" if reach is None else str(reach))
         tpe = res["samplers"]["optuna-tpe"]
-        assert tpe["status"] == "ok" or "pip install" in tpe["reason"]
+        assert "final_hv" in tpe or "pip install" in tpe["skipped"]
         assert f"### {problem}" in run.stdout and "| bayes |" in run.stdout
+    (latency,) = results["latency"]
+    assert (latency["sampler"], latency["device"], latency["n"]) == ("bayes", "cpu", 8)
+    assert 0 < latency["fit_p50"] + latency["acquisition_p50"] <= latency["seconds_p50"]
+    assert (tmp_path / "summary.md").read_text().count("| bayes | cpu | 8 |") == 1
 
 
-def test_unknown_sampler_names_the_known_ones(capsys):
-    spec = importlib.util.spec_from_file_location("tune_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_hypervolume_trace_matches_recomputing_from_scratch(bench):
+    from _tune.problems import Evaluation, HypervolumeTrace, Problem
+
+    prob, rng = Problem("branin_currin"), np.random.default_rng(0)
+    trace, seen = HypervolumeTrace(prob), []
+    for _ in range(40):
+        ev = prob.evaluate(rng.random(2).tolist())
+        feasible = bool(rng.random() < 0.8)  # some points infeasible: they never count
+        trace.add(Evaluation(ev.observed, ev.true, None, feasible))
+        seen += [ev.true] if feasible else []
+        assert trace.values[-1] == pytest.approx(prob.hypervolume(seen), rel=1e-12)
+
+
+def test_report_arithmetic(bench):
+    from _tune import report
+
+    assert report.to_reach([0.0, 1.0, 2.0, 3.0], 2.0) == 3
+    assert report.to_reach([0.0, 1.0], 2.0) is None
+    assert report.median_evals([3, None, 5]) == 5 and report.median_evals([3, 5, 8, 9]) == 6.5
+    assert report.median_evals([3, None, None, 9]) is None  # more than the budget
+    assert report.percentile(list(range(1, 101)), 95) == 95
+    assert report.percentile([0.3, 0.1, 0.2], 50) == 0.2
+
+
+def test_unknown_sampler_names_the_known_ones(bench, capsys):
     with pytest.raises(SystemExit):
-        module.main(["--samplers", "bayes,hyperopt"])
+        bench.main(["--samplers", "bayes,hyperopt"])
     err = capsys.readouterr().err
     assert "hyperopt" in err and "optuna-nsga2" in err

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from kiln.tune._acquisition import Goal, reference_point
 from kiln.tune._sampler import BaseSampler, Sobol
+from kiln.tune._space import Space
 from kiln.tune._trial import Trial, TrialState
+from kiln.tune._warp import TailWarp
 
 if TYPE_CHECKING:
     from kiln.tune._study import Study
@@ -30,25 +35,35 @@ def _require_botorch() -> None:
 
 
 class Bayes(BaseSampler):
-    """One Gaussian process per metric (objectives, metric constraints, and a failure
-    indicator once a trial has failed), fitted on the unit-cube encoding of the parameters.
+    """Gaussian processes for every metric (objectives, metric constraints, and a failure
+    indicator once a trial has failed), fitted on the unit-cube encoding of the parameters;
+    objectives with their worse half log-compressed (`TailWarp`), acquisitions in the user's
+    units.
 
-    - The first `n_startup` trials (default `max(5, dims + 1)`) are a scrambled Sobol sequence.
-    - One objective: qLogNEI. Two to four: qLogNEHVI with the study's thresholds as reference
-      point. More: qLogNParEGO. Metric constraints enter each as smoothed feasibility.
-    - While no completed trial is feasible, it maximizes the probability of feasibility.
+    - The first `n_startup` trials (default `max(3, dims + 1)`) are a scrambled Sobol sequence.
+    - One objective: qLogNEI. Two to four: qLogNEHVI, its reference point the study's
+      thresholds (else inferred from the front). More: qLogNParEGO. Metric constraints enter
+      each as smoothed feasibility.
+    - While no completed trial is feasible, it maximizes the probability of feasibility
+      (analytic, in log space). While no feasible trial beats every threshold, wherever the
+      hypervolume improvement vanishes it maximizes the probability of beating them.
     - Pending and running trials are `X_pending`, so parallel workers get distinct points;
-      `n > 1` optimizes the batch jointly.
+      `n > 1` optimizes the batch jointly (one point at a time while seeking feasibility,
+      each believing the ones before it at their posterior mean).
     - Categorical parameters are one-hot blocks: with at most `max_combinations` joint choices
       the acquisition is optimized for each choice exactly (BoTorch's optimize_acqf_mixed),
       beyond that the relaxed point is rounded to its largest coordinate. Integers are
       rounded; linear constraints bound the optimizer.
-    - Runs on the GPU when one is present (float64).
+    - Runs on `device` (float64): by default the GPU when one is present, else the CPU.
+      `timings` holds the seconds the last suggestion spent fitting and in the acquisition.
     - `precompute=True` starts the next suggestion in a background thread as soon as one is
-      handed out, treating the trials still running as pending; the next `ask` takes it if no
-      other trial was asked for meanwhile, so its latency hides behind the running trials.
-      The suggestion then ignores results that arrived while it was computed, and which trials
-      finished first depends on timing: exact determinism under a seed needs the default off.
+      handed out, treating the trials then running as pending, so its latency hides behind
+      them. The next `ask` takes it while the history is the one it was computed from, up to
+      results of those running trials: if any other trial was asked for or enqueued since, it
+      computes afresh (so never a duplicate). A taken suggestion ignores the results that
+      arrived while it was computed (a rule that waited for them could never run ahead: a
+      trial's result is what prompts the next ask), and which trials finished first depends
+      on timing: exact determinism under a seed needs the default off.
     """
 
     def __init__(
@@ -60,28 +75,30 @@ class Bayes(BaseSampler):
         mc_samples: int = 128,
         max_combinations: int = 8,
         precompute: bool = False,
+        device: str | None = None,
     ) -> None:
         super().__init__(seed)
         self.n_startup = n_startup
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
-        self.max_combinations, self.precompute = max_combinations, precompute
-        self._job: tuple[tuple[int, int], threading.Thread, list[Any]] | None = None
+        self.max_combinations, self.precompute, self.device = max_combinations, precompute, device
+        self.timings: dict[str, float] = {}
+        self._job: tuple[list[Trial], threading.Thread, list[Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "n_startup": self.n_startup,
                 "num_restarts": self.num_restarts, "raw_samples": self.raw_samples,
-                "mc_samples": self.mc_samples,
-                "max_combinations": self.max_combinations,
-                "precompute": self.precompute}  # fmt: skip
+                "mc_samples": self.mc_samples, "max_combinations": self.max_combinations,
+                "precompute": self.precompute, "device": self.device}  # fmt: skip
 
     def suggest(self, study: Study, n: int = 1) -> list[dict[str, Any]]:
         _require_botorch()
         trials = study.trials
         job, self._job = self._job, None
-        if job is not None and job[0] == (len(trials), n):
-            job[1].join()  # computed while the trials ran: their results arrived since
-            out = job[2][0] if job[2] else self._suggest(study, trials, n)
-        else:
+        out = None
+        if job is not None and n == 1 and _still_current(job[0], trials):
+            job[1].join()
+            out = job[2][0] if job[2] else None
+        if out is None:
             out = self._suggest(study, trials, n)
         if self.precompute:
             self._precompute(study, trials, out)
@@ -93,23 +110,30 @@ class Bayes(BaseSampler):
         ahead = trials + [Trial(len(trials) + i, p, TrialState.RUNNING, started=now)
                           for i, p in enumerate(out)]  # fmt: skip
         result: list[list[dict[str, Any]]] = []
+
+        def work() -> None:
+            with contextlib.suppress(Exception):  # ask() then computes it itself
+                result.append(self._suggest(study, ahead, 1, background=True))
+
         # not a daemon: the interpreter waits for it at exit instead of killing it inside torch
-        thread = threading.Thread(target=lambda: result.extend([self._suggest(study, ahead, 1)]))
-        self._job = ((len(ahead), 1), thread, result)
+        thread = threading.Thread(target=work)
+        self._job = (ahead, thread, result)
         thread.start()
 
-    def _suggest(self, study: Study, trials: list[Trial], n: int) -> list[dict[str, Any]]:
+    def _suggest(
+        self, study: Study, trials: list[Trial], n: int, background: bool = False
+    ) -> list[dict[str, Any]]:
         done = [t for t in trials if t.state is TrialState.COMPLETED]
         busy = self.busy(trials)
         taken = [t.params for t in busy]
-        startup = self.n_startup or max(5, study.space.dims + 1)
+        startup = self.n_startup or max(3, study.space.dims + 1)
         if len(done) < startup:
             return Sobol(self.seed).points(study.space, len(trials), n, taken)
+        seed = self.seed * 100_003 + len(trials)
         try:
-            with torch.random.fork_rng(), warnings.catch_warnings():
+            with warnings.catch_warnings(), _seeded(seed, background):
                 warnings.simplefilter("ignore")
-                torch.manual_seed(self.seed * 100_003 + len(trials))
-                points = self._optimize(study, trials, done, busy, n)
+                points = self._optimize(study, trials, done, busy, n, seed)
         except ImportError:
             raise
         except Exception as e:  # a model that cannot be fitted must not stop the study
@@ -133,122 +157,131 @@ class Bayes(BaseSampler):
         return out
 
     def _optimize(
-        self, study: Study, trials: list[Trial], done: list[Trial], busy: list[Trial], n: int
-    ) -> np.ndarray:
-        from botorch.optim import optimize_acqf, optimize_acqf_mixed
-
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
-        space = study.space
-        x = torch.tensor([space.encode(t.params) for t in done], **tkw)
-        columns, n_obj, n_con = self._outcomes(study, done)
-        failed = [t for t in trials if t.state is TrialState.FAILED]
-        models = [self._gp(x, torch.tensor(c, **tkw)) for c in columns]
-        if failed:  # teach the model where evaluations fail: +1 failed, -1 completed
-            xf = torch.cat([x, torch.tensor([space.encode(t.params) for t in failed], **tkw)])
-            yf = torch.tensor([-1.0] * len(done) + [1.0] * len(failed), **tkw)
-            models.append(self._gp(xf, yf))
-            n_con += 1
+        self, study: Study, trials: list[Trial], done: list[Trial], busy: list[Trial], n: int,
+        seed: int,
+    ) -> np.ndarray:  # fmt: skip
         from botorch.models import ModelListGP
 
-        model = ModelListGP(*models)
-        pending = (torch.tensor([space.encode(t.params) for t in busy], **tkw)
-                   if busy else None)  # fmt: skip
-        feasible = [study.is_feasible(t.values) for t in done]
-        acq = self._acquisition(study, model, x, n_obj, n_con, any(feasible), pending)
+        from kiln.tune._acquisition import acquisition, fit_gp, log_probability_of_region
+
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
+        space, start = study.space, time.perf_counter()
+        x = torch.tensor([space.encode(t.params) for t in done], **tkw)
+        y, cons = self._outcomes(study, done)
+        warp = TailWarp(y)
+        model = fit_gp(x, torch.tensor(np.hstack([warp(y), cons]), **tkw))
+        n_obj, n_con = y.shape[1], cons.shape[1]
+        failed = [t for t in trials if t.state is TrialState.FAILED]
+        if failed:  # teach the model where evaluations fail: +1 failed, -1 completed
+            xf = torch.cat([x, torch.tensor([space.encode(t.params) for t in failed], **tkw)])
+            yf = torch.tensor([[-1.0]] * len(done) + [[1.0]] * len(failed), **tkw)
+            model, n_con = ModelListGP(model, fit_gp(xf, yf)), n_con + 1
+        fitted = time.perf_counter()
+        pending = torch.tensor([space.encode(t.params) for t in busy], **tkw).reshape(
+            -1, space.dims
+        )
+        goals, ref = self._targets(study, y, cons, warp, n_con)
+        acq = None
+        if ref:
+            acq = acquisition(model, x, n_obj, n_con, ref, pending if len(busy) else None,
+                              self.mc_samples, self.seed, warp.inverse)  # fmt: skip
+        if acq is not None and (goals is None or not _vanishing(acq, space.dims, y, seed, tkw)):
+            candidates = self._maximize(acq, space, n, seed, tkw)
+        else:  # reach the region first, one point at a time, each believing those before it
+            candidates = pending[:0]
+            for _ in range(n):
+                believed = torch.cat([pending, candidates])
+                region = log_probability_of_region(
+                    model, goals or [], believed if len(believed) else None
+                )
+                candidates = torch.cat([candidates, self._maximize(region, space, 1, seed, tkw)])
+        self.timings = {"fit": fitted - start, "acquisition": time.perf_counter() - fitted}
+        return candidates.detach().cpu().numpy()
+
+    def _maximize(
+        self, acq: Any, space: Space, q: int, seed: int, tkw: dict[str, Any]
+    ) -> torch.Tensor:
+        from botorch.optim import optimize_acqf, optimize_acqf_mixed
+
         bounds = torch.stack([torch.zeros(space.dims, **tkw), torch.ones(space.dims, **tkw)])
-        ineq = [(torch.tensor(i, device=device), torch.tensor(c, **tkw), r)
+        ineq = [(torch.tensor(i, device=tkw["device"]), torch.tensor(c, **tkw), r)
                 for i, c, r in space.unit_inequalities()]  # fmt: skip
         kwargs: dict[str, Any] = {
-            "bounds": bounds, "q": n, "num_restarts": self.num_restarts,
+            "bounds": bounds, "q": q, "num_restarts": self.num_restarts,
             "raw_samples": self.raw_samples, "inequality_constraints": ineq or None,
-            "options": {"batch_limit": 8, "maxiter": 200},
+            "options": {"batch_limit": 8, "init_batch_limit": 512, "maxiter": 200, "seed": seed},
         }  # fmt: skip
         combos = space.one_hot_combinations(self.max_combinations)
         if combos:  # few categorical choices: optimize each exactly, keep the best
-            candidates, _ = optimize_acqf_mixed(acq, fixed_features_list=combos, **kwargs)
-        else:
-            candidates, _ = optimize_acqf(acq, **kwargs)
-        return candidates.detach().cpu().numpy()
+            return optimize_acqf_mixed(acq, fixed_features_list=combos, **kwargs)[0]
+        return optimize_acqf(acq, **kwargs)[0]
 
     @staticmethod
-    def _outcomes(study: Study, done: list[Trial]) -> tuple[list[list[float]], int, int]:
-        """Objective columns (maximized), then constraint columns (feasible when <= 0)."""
-        ys = np.stack([study.maximized(t.values) for t in done])
-        columns = [list(ys[:, j]) for j in range(ys.shape[1])]
-        for metric, (op, bound) in study.constraints.items():
-            sign = 1.0 if op == "<=" else -1.0
-            columns.append([sign * (t.values[metric] - bound) for t in done])
-        return columns, ys.shape[1], len(study.constraints)
+    def _outcomes(study: Study, done: list[Trial]) -> tuple[np.ndarray, np.ndarray]:
+        """Objective values (maximized) and constraint values (feasible when <= 0), a row per
+        trial."""
+        y = np.stack([study.maximized(t.values) for t in done])
+        signs = [(1.0 if op == "<=" else -1.0, metric, bound)
+                 for metric, (op, bound) in study.constraints.items()]  # fmt: skip
+        cons = np.array([[s * (t.values[m] - b) for s, m, b in signs] for t in done])
+        return y, cons.reshape(len(done), len(signs))
 
     @staticmethod
-    def _gp(x: torch.Tensor, y: torch.Tensor) -> Any:
-        from botorch.fit import fit_gpytorch_mll
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms import Standardize
-        from gpytorch.mlls import ExactMarginalLogLikelihood
-
-        gp = SingleTaskGP(x, y.unsqueeze(-1), outcome_transform=Standardize(1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-        return gp
-
-    def _acquisition(
-        self, study: Study, model: Any, x: torch.Tensor, n_obj: int, n_con: int,
-        any_feasible: bool, pending: torch.Tensor | None,
-    ) -> Any:  # fmt: skip
-        from botorch.acquisition.multi_objective.logei import (
-            qLogNoisyExpectedHypervolumeImprovement,
-        )
-        from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
-        from botorch.acquisition.multi_objective.parego import qLogNParEGO
-        from botorch.acquisition.objective import GenericMCObjective
-        from botorch.sampling import SobolQMCNormalSampler
-
-        sampler = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=self.seed)
-        cons = [_output(i) for i in range(n_obj, n_obj + n_con)]
-        if n_con and not any_feasible:
-            return _LogFeasibility(model, cons, sampler, pending)
-        common: dict[str, Any] = {"model": model, "X_baseline": x, "sampler": sampler,
-                                  "constraints": cons or None, "X_pending": pending,
-                                  "prune_baseline": True}  # fmt: skip
-        if n_obj == 1:
-            from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-
-            first = GenericMCObjective(_first_output)
-            return qLogNoisyExpectedImprovement(objective=first, **common)
-        objective = IdentityMCMultiOutputObjective(outcomes=list(range(n_obj)))
-        if n_obj > 4:
-            return qLogNParEGO(objective=objective, **common)
-        ref = torch.tensor(study.reference_point(), dtype=x.dtype, device=x.device)
-        return qLogNoisyExpectedHypervolumeImprovement(ref_point=ref, objective=objective, **common)
+    def _targets(
+        study: Study, y: np.ndarray, cons: np.ndarray, warp: TailWarp, n_con: int
+    ) -> tuple[list[Goal] | None, list[float]]:
+        """The hypervolume's reference point (maximized, in the user's units; none while no
+        trial is feasible), and the region to reach first as goals for
+        `log_probability_of_region`: feasibility while no trial is feasible; with several
+        objectives, also every threshold given while no feasible trial beats them all (used
+        only where the hypervolume improvement vanishes); else None."""
+        n_obj = y.shape[1]
+        goals: list[Goal] = [(n_obj + k, 0.0, -1.0) for k in range(n_con)]  # outputs <= 0
+        feasible = (cons <= 0).all(axis=1)
+        if not feasible.any():
+            return goals, []
+        thresholds = [(1 if d == "max" else -1) * study.thresholds[m]
+                      if m in study.thresholds else None
+                      for m, d in study.objectives.items()]  # fmt: skip
+        ref = reference_point(y[feasible], thresholds)
+        given = [j for j, t in enumerate(thresholds) if t is not None]
+        if n_obj == 1 or not given or (y[feasible][:, given] > np.array(ref)[given]).all(1).any():
+            return None, ref
+        warped = warp(np.array([ref]))[0]
+        return goals + [(j, float(warped[j]), 1.0) for j in given], ref
 
 
-def _output(i: int) -> Any:
-    return lambda z: z[..., i]
+@contextlib.contextmanager
+def _seeded(seed: int, background: bool) -> Iterator[None]:
+    """Seed torch's global generator for one suggestion, restoring it afterwards. Not in a
+    background thread: there, restoring would rewind the stream that the user's code (a
+    training loop, say) drew from meanwhile; BoTorch gets its seeds passed explicitly."""
+    if background:
+        yield
+        return
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
-def _first_output(z: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
-    return z[..., 0]
+def _vanishing(acq: Any, dims: int, y: np.ndarray, seed: int, tkw: dict[str, Any]) -> bool:
+    """Whether the (log) acquisition is below e^-15 of the objectives' scale at every point of
+    a Sobol sample of the cube: nowhere near the thresholds, it ranks points by numerical
+    tails, and the optimizer can stick to one spot (a Branin-Currin run evaluated the same
+    corner 20 times). The probability of reaching the thresholds still ranks them."""
+    x = torch.quasirandom.SobolEngine(dims, scramble=True, seed=seed).draw(256).to(**tkw)
+    scale = float(np.log(np.prod(np.maximum(y.std(axis=0), 1e-12))))
+    with torch.no_grad():
+        return float(acq(x.unsqueeze(1)).max()) - scale < -15.0
 
 
-def _LogFeasibility(model: Any, cons: list[Any], sampler: Any, pending: Any) -> Any:
-    """log E[max over the joint batch (new + pending points) of P(all constraints hold)]:
-    pending points already count, so a new point is worth most where they are not."""
-    from botorch.acquisition.monte_carlo import MCAcquisitionFunction
-    from botorch.utils.transforms import concatenate_pending_points, t_batch_mode_transform
-
-    class LogFeasibility(MCAcquisitionFunction):
-        @concatenate_pending_points
-        @t_batch_mode_transform()  # type: ignore[arg-type]
-        def forward(self, X: torch.Tensor) -> torch.Tensor:
-            z = self.get_posterior_samples(self.model.posterior(X))
-            g = torch.stack([c(z) for c in cons], dim=-1)
-            feasible = torch.sigmoid(-g / 1e-2).prod(-1)
-            return feasible.max(-1).values.mean(0).clamp_min(1e-30).log()
-
-    from botorch.acquisition.objective import GenericMCObjective
-
-    # the objective is unused (forward reads the samples) but BoTorch wants one for many outputs
-    acq = LogFeasibility(model, sampler=sampler, objective=GenericMCObjective(_first_output))
-    acq.set_X_pending(pending)
-    return acq
+def _still_current(assumed: list[Trial], now: list[Trial]) -> bool:
+    """Whether `now` is the history `assumed`, up to results of trials assumed busy."""
+    if len(now) != len(assumed):
+        return False
+    for a, b in zip(assumed, now):
+        unchanged = b.state is a.state or (not a.state.finished and b.state.finished)
+        if a.number != b.number or a.params != b.params or not unchanged:
+            return False
+    return True

@@ -1,0 +1,66 @@
+"""Suggestion latency against the size of the history: a history of n completed Sobol points on
+BraninCurrin (2 objectives), then `reps` suggestions from fresh samplers (other seeds) on it,
+timed one by one. Runs alone, after the quality runs, so nothing else competes for the cores."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from _tune.problems import Problem
+from _tune.runners import kiln_sampler, kiln_study
+
+from kiln import tune
+
+
+def _history(n: int) -> list[tuple[list[float], list[float]]]:
+    prob = Problem("branin_currin")
+    engine = torch.quasirandom.SobolEngine(prob.dim, scramble=True, seed=12345)
+    points = engine.draw(n).double().tolist()
+    return [(x, prob.evaluate(x).observed.tolist()) for x in points]
+
+
+def kiln_bayes(sizes: list[int], reps: int, device: str) -> list[dict[str, Any]]:
+    prob, rows = Problem("branin_currin"), []
+    kiln_sampler("bayes", 0, device).suggest(_kiln_study(prob, _history(8)), 1)  # warm-up
+    for n in sizes:
+        study = _kiln_study(prob, _history(n))
+        for rep in range(reps):
+            sampler = kiln_sampler("bayes", rep, device)
+            start = time.perf_counter()
+            sampler.suggest(study, 1)
+            seconds = time.perf_counter() - start
+            rows.append({"sampler": "bayes", "device": device, "n": n, "rep": rep,
+                         "seconds": seconds, **sampler.timings})  # fmt: skip
+    return rows
+
+
+def _kiln_study(prob: Problem, history: list[tuple[list[float], list[float]]]) -> tune.Study:
+    study = kiln_study(prob, tune.Random(seed=0))
+    for x, y in history:
+        study.enqueue({f"x{i}": v for i, v in enumerate(x)})
+        study.tell(study.ask(), {f"f{j}": v for j, v in enumerate(y)})
+    return study
+
+
+def optuna_gp(sizes: list[int], reps: int) -> list[dict[str, Any]]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+    rows = []
+    for n in sizes:
+        frozen = [optuna.trial.create_trial(params={"x0": x[0], "x1": x[1]},
+                                            distributions={"x0": dist, "x1": dist}, values=y)
+                  for x, y in _history(n)]  # fmt: skip
+        for rep in range(reps):
+            study = optuna.create_study(directions=["minimize"] * 2,
+                                        sampler=optuna.samplers.GPSampler(seed=rep))  # fmt: skip
+            study.add_trials(frozen)
+            start = time.perf_counter()
+            trial = study.ask()
+            trial.suggest_float("x0", 0.0, 1.0), trial.suggest_float("x1", 0.0, 1.0)
+            rows.append({"sampler": "optuna-gp", "device": "cpu", "n": n, "rep": rep,
+                         "seconds": time.perf_counter() - start})  # fmt: skip
+    return rows
