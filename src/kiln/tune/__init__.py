@@ -9,6 +9,7 @@
 
 from kiln.tune._bayes import Bayes
 from kiln.tune._pareto import crowding_distance, hypervolume, nondominated_ranks, pareto_mask
+from kiln.tune._plots import plot, plot_data
 from kiln.tune._pruner import BasePruner, SuccessiveHalving
 from kiln.tune._sampler import BaseSampler, Random, Sobol
 from kiln.tune._space import Categorical, Float, Int, LinearConstraint, Space
@@ -38,4 +39,6 @@ __all__ = [
     "hypervolume",
     "nondominated_ranks",
     "pareto_mask",
+    "plot",
+    "plot_data",
 ]
