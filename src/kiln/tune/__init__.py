@@ -10,7 +10,9 @@
 from kiln.tune._bayes import Bayes
 from kiln.tune._client import Client, RemoteStudy, connect
 from kiln.tune._pareto import crowding_distance, hypervolume, nondominated_ranks, pareto_mask
+from kiln.tune._plots import plot, plot_data
 from kiln.tune._pruner import BasePruner, SuccessiveHalving
+from kiln.tune._report_callback import ReportCallback
 from kiln.tune._sampler import BaseSampler, Random, Sobol
 from kiln.tune._space import Categorical, Float, Int, LinearConstraint, Space
 from kiln.tune._storage import BaseStorage, InMemoryStorage
@@ -30,6 +32,7 @@ __all__ = [
     "LinearConstraint",
     "Random",
     "RemoteStudy",
+    "ReportCallback",
     "Sobol",
     "Space",
     "Study",
@@ -42,4 +45,6 @@ __all__ = [
     "hypervolume",
     "nondominated_ranks",
     "pareto_mask",
+    "plot",
+    "plot_data",
 ]
