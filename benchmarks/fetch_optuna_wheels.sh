@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 DEST=${DEST:-.whl}
+# greenlet is optional for optuna, but without it GPSampler optimizes its acquisition one
+# start at a time (it warns), which would make its latency look worse than users see it
 PACKAGES=(optuna==5.0.0 alembic colorlog sqlalchemy tqdm PyYAML packaging Mako MarkupSafe
-          typing_extensions)
+          typing_extensions greenlet)
 if [[ "${PLOTS:-1}" == 1 ]]; then
     PACKAGES+=(matplotlib contourpy cycler fonttools kiwisolver pillow pyparsing python-dateutil
                six tzdata)

@@ -6,7 +6,8 @@ from the noiseless values of the evaluated feasible points):
 1. random search runs `--random-budget` evaluations on `--seeds` seeds (1000, 1001, ...); the
    median of its final hypervolumes is each problem's target;
 2. every sampler runs on seeds 0, 1, ...: random and Sobol for `--random-budget` evaluations,
-   the model-based ones for `--budget` (or until they reach the target, `--stop-at-target`);
+   the model-based ones for `--budget` (`--stop-at-target`: the GP-based ones, kiln's Bayes
+   and Optuna's GPSampler, only until they reach the target, as counting needs no more);
 3. kiln's Bayes (on each of `--latency-devices`) and Optuna's GPSampler time `--latency-reps`
    suggestions on histories of `--latency-sizes` completed trials, alone on the machine.
 
@@ -40,6 +41,7 @@ from _tune import latency, report
 from _tune.problems import NAMES, Problem
 from _tune.runners import OPTUNA, SAMPLERS, Task, optuna_missing, run
 
+STOPPABLE = ["bayes", "optuna-gp"]  # the expensive ones
 # the slowest first, so that the pool's last minutes are not one long run
 _COST = {"bayes": 0, "optuna-gp": 1, "optuna-tpe": 2, "random": 3, "sobol": 4, "optuna-nsga2": 5}
 SMOKE = ["--problems", "branin_currin,c2dtlz2", "--seeds", "1", "--budget", "6",
@@ -56,7 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=int, default=40, help="evaluations per model-based run")
     p.add_argument("--random-budget", type=int, default=200)
     p.add_argument("--stop-at-target", action="store_true",
-                   help="end a model-based run once it reaches the target")  # fmt: skip
+                   help="end a bayes or optuna-gp run once it reaches the target")  # fmt: skip
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--device", default="cpu", help="kiln Bayes in the quality runs")
     p.add_argument("--latency-devices", default=None,
@@ -108,15 +110,17 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     for task, r in zip(targets, run_all(targets, args.jobs)):
         finals[task.problem].append(r["hv"][-1])
     target = {p: statistics.median(v) for p, v in finals.items()}
+    stop = STOPPABLE if args.stop_at_target else []
     tasks = [Task(n, p, s, args.random_budget if n in ("random", "sobol") else args.budget,
-                  target[p] if args.stop_at_target else None, args.device)
+                  target[p] if n in stop else None, args.device)
              for p in args.problems for n in names for s in range(args.seeds)]  # fmt: skip
     out: dict[str, Any] = {"problems": {}, "runs": {p: {} for p in args.problems}}
     for task, r in zip(tasks, run_all(tasks, args.jobs)):
         out["runs"][task.problem].setdefault(task.sampler, []).append(r)
     for p in args.problems:
         max_hv = Problem(p).max_hv
-        samplers = {n: report.summarize(out["runs"][p][n], target[p], max_hv) for n in names}
+        samplers = {n: report.summarize(out["runs"][p][n], target[p], max_hv, n in stop)
+                    for n in names}  # fmt: skip
         samplers |= {n: {"skipped": skip} for n in args.samplers if n not in names}
         out["problems"][p] = {"target_hv": target[p], "max_hv": max_hv,
                               "random_finals": finals[p], "samplers": samplers}  # fmt: skip

@@ -32,12 +32,15 @@ def log_gap(hv: float, max_hv: float) -> float:
     return math.log10(max(max_hv - hv, 1e-12))
 
 
-def summarize(runs: list[dict[str, Any]], target: float, max_hv: float) -> dict[str, Any]:
-    """One sampler on one problem, from its runs (one per seed)."""
+def summarize(
+    runs: list[dict[str, Any]], target: float, max_hv: float, stopped: bool = False
+) -> dict[str, Any]:
+    """One sampler on one problem, from its runs (one per seed); `stopped`: the runs ended at
+    the target, so they have no final hypervolume to compare."""
     reach = [to_reach(r["hv"], target) for r in runs]
-    final = statistics.median(r["hv"][-1] for r in runs)
+    final = None if stopped else statistics.median(r["hv"][-1] for r in runs)
     return {"evals_to_target": reach, "median_evals": median_evals(reach), "final_hv": final,
-            "final_log_gap": log_gap(final, max_hv),
+            "final_log_gap": None if final is None else log_gap(final, max_hv),
             "fallbacks": sum(r["fallbacks"] for r in runs),
             "seconds": sum(r["seconds"] for r in runs)}  # fmt: skip
 
@@ -70,12 +73,13 @@ def markdown(results: dict[str, Any], budget: int, random_budget: int) -> str:
             if "skipped" in s:
                 lines.append(f"| {name} | skipped: {s['skipped']} | | | |")
                 continue
-            cap = len(results["runs"][problem][name][0]["hv"])
+            cap = max(len(r["hv"]) for r in results["runs"][problem][name])
             med = f"> {cap}" if s["median_evals"] is None else f"{s['median_evals']:g}"
             seeds = ", ".join(str(r) if r is not None else f">{cap}" for r in s["evals_to_target"])
             warn = f" ({s['fallbacks']} random fallbacks)" if s["fallbacks"] else ""
-            lines.append(f"| {name} | {med} | {seeds}{warn} | {s['final_hv']:.4g} | "
-                         f"{s['final_log_gap']:.2f} |")  # fmt: skip
+            final = ("stopped at the target | " if s["final_hv"] is None
+                     else f"{s['final_hv']:.4g} | {s['final_log_gap']:.2f}")  # fmt: skip
+            lines.append(f"| {name} | {med} | {seeds}{warn} | {final} |")
     if results["latency"]:
         threads = results["args"]["latency_threads"]
         lines += [f"\n### Suggestion latency, BraninCurrin (2 objectives), seconds "
@@ -117,6 +121,19 @@ def write_csv(out: Path, results: dict[str, Any], latency_raw: list[dict[str, An
             w.writerows(latency_raw)
 
 
+def _median_gaps(runs: list[dict[str, Any]], max_hv: float) -> list[float]:
+    """The median log10 gap after each evaluation, while fewer than half of the runs have
+    stopped (at the target): a stopped run counts as better than any running one, which keeps
+    the median exact."""
+    out = []
+    for i in range(max(len(r["hv"]) for r in runs)):
+        if 2 * sum(len(r["hv"]) <= i for r in runs) >= len(runs):
+            break
+        out.append(statistics.median(log_gap(r["hv"][i], max_hv) if i < len(r["hv"]) else -math.inf
+                                     for r in runs))  # fmt: skip
+    return out
+
+
 def plot(out: Path, results: dict[str, Any]) -> list[str]:
     """hv_gap.png (median log10 hypervolume gap per problem) and latency.png; the names of
     the files written (none without matplotlib)."""
@@ -132,10 +149,8 @@ def plot(out: Path, results: dict[str, Any]) -> list[str]:
     for ax, problem in zip(axes[0], problems):
         res = results["problems"][problem]
         for name, runs in results["runs"][problem].items():
-            n = max(len(r["hv"]) for r in runs)  # a run stopped at the target keeps its value
-            pad = [r["hv"] + [r["hv"][-1]] * (n - len(r["hv"])) for r in runs]
-            curve = [statistics.median(log_gap(h[i], res["max_hv"]) for h in pad) for i in range(n)]
-            ax.plot(range(1, n + 1), curve, label=name)
+            curve = _median_gaps(runs, res["max_hv"])
+            ax.plot(range(1, len(curve) + 1), curve, label=name)
         ax.axhline(log_gap(res["target_hv"], res["max_hv"]), color="gray", ls=":", lw=1)
         ax.set(title=problem, xlabel="evaluations", xscale="log", ylabel="log10 HV gap (median)")
     axes[0][0].legend(fontsize=7)

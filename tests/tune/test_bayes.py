@@ -3,6 +3,7 @@
 import builtins
 import math
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -190,3 +191,17 @@ def test_vanishing_means_below_e_minus_15_of_the_objective_scale_everywhere():
         return lambda x: torch.full(x.shape[:1], v, dtype=torch.float64)
 
     assert _vanishing(flat(-10.0), 2, y, 0, tkw) and not _vanishing(flat(-9.0), 2, y, 0, tkw)
+
+
+def test_a_batch_seeking_feasibility_beside_a_failed_trial_is_modelled_not_random():
+    # the failure indicator makes the model a list of GPs; each point of the batch believes
+    # the ones before it: three distinct points, and no fallback to random ones
+    study = Study({"x": Float(0.0, 1.0), "y": Float(0.0, 1.0)}, {"a": "min", "b": "min"},
+                  constraints={"c": ("<=", 0.0)}, sampler=fast_bayes(0, n_startup=3))  # fmt: skip
+    for i, trial in enumerate(study.ask(4)):
+        values = {"a": trial.params["x"], "b": 1 - trial.params["x"], "c": 1.0}
+        study.tell(trial, state="failed") if i == 0 else study.tell(trial, values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        batch = study.ask(3)
+    assert len({tuple(sorted(t.params.items())) for t in batch}) == 3

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,12 @@ def test_report_arithmetic(bench):
     assert report.median_evals([3, None, None, 9]) is None  # more than the budget
     assert report.percentile(list(range(1, 101)), 95) == 95
     assert report.percentile([0.3, 0.1, 0.2], 50) == 0.2
+    # three runs stopped at the target after 1, 2 and 3 evaluations, and one that ran on:
+    # drawn while fewer than half had stopped, a stopped run counting as better than any other
+    runs = [{"hv": [9.0]}, {"hv": [1.0, 9.0]}, {"hv": [2.0, 3.0, 9.0]}, {"hv": [0.0, 4.0, 5.0]}]
+    gaps = report._median_gaps(runs, max_hv=10.0)
+    # after 1: gaps 0, log 9, log 8, log 10; after 2: -inf, 0, log 7, log 6; then 2 of 4 stopped
+    assert gaps == pytest.approx([(math.log10(8) + math.log10(9)) / 2, math.log10(6) / 2])
 
 
 def test_unknown_sampler_names_the_known_ones(bench, capsys):
@@ -81,3 +88,13 @@ def test_unknown_sampler_names_the_known_ones(bench, capsys):
         bench.main(["--samplers", "bayes,hyperopt"])
     err = capsys.readouterr().err
     assert "hyperopt" in err and "optuna-nsga2" in err
+
+
+def test_a_run_with_a_target_stops_at_the_evaluation_that_reaches_it(bench):
+    from _tune.report import to_reach
+    from _tune.runners import Task, run
+
+    full = run(Task("sobol", "zdt3", seed=0, budget=30))["hv"]
+    target = full[-1] * 0.999  # reached somewhere before the end
+    stopped = run(Task("sobol", "zdt3", seed=0, budget=30, target=target))["hv"]
+    assert len(stopped) == to_reach(full, target) < 30 and stopped == full[: len(stopped)]

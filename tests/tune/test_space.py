@@ -28,6 +28,11 @@ def test_decode_gives_valid_params_and_encode_inverts_it():
         assert space.decode(space.encode(params)) == pytest.approx(params)
 
 
+def test_floats_with_integer_bounds_decode_to_floats_at_the_bounds_too():
+    space = Space({"x": Float(0, 1)})
+    assert [type(space.decode([u])["x"]) for u in (0.0, 0.5, 1.0)] == [float] * 3
+
+
 def test_ints_cover_their_endpoints_evenly():
     space = Space({"k": Int(1, 4)})
     counts = np.bincount([space.decode([u])["k"] for u in np.linspace(0, 1, 4000)], minlength=5)

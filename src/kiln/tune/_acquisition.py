@@ -115,8 +115,7 @@ def log_probability_of_region(model: Any, goals: list[Goal], pending: torch.Tens
     from botorch.utils.transforms import t_batch_mode_transform
 
     if pending is not None:
-        with torch.no_grad():
-            model = model.condition_on_observations(pending, model.posterior(pending).mean)
+        model = _believe(model, pending)
 
     class LogProbabilityOfRegion(AcquisitionFunction):
         @t_batch_mode_transform(expected_q=1)  # type: ignore[arg-type]
@@ -128,3 +127,13 @@ def log_probability_of_region(model: Any, goals: list[Goal], pending: torch.Tens
                        for i, bound, sign in goals)  # fmt: skip
 
     return LogProbabilityOfRegion(model)
+
+
+def _believe(model: Any, x: torch.Tensor) -> Any:
+    """`model` as if it had observed its posterior mean at `x`."""
+    from botorch.models import ModelListGP
+
+    if isinstance(model, ModelListGP):
+        return ModelListGP(*(_believe(m, x) for m in model.models))
+    with torch.no_grad():
+        return model.condition_on_observations(x, model.posterior(x).mean)

@@ -65,7 +65,7 @@ class Float(_Param):
     def from_unit(self, u: Any) -> Any:
         lo, hi = self._range()
         x = lo + min(1.0, max(0.0, float(u[0]))) * (hi - lo)
-        return min(self.high, max(self.low, math.exp(x) if self.log else x))
+        return float(min(self.high, max(self.low, math.exp(x) if self.log else x)))
 
     def check(self, name: str, value: Any) -> None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
