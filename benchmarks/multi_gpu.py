@@ -29,9 +29,13 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
            "--out", str(out)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0 or not out.exists():
-        print(f"{competitor} on {n}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+        print(f"{competitor} on {n}: failed\n{done.stderr[-2000:]}", file=sys.stderr, flush=True)
         return None
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    # as it comes: a run cut short by a time limit still leaves what it measured
+    print(f"{competitor} on {n}: {result['img_s']:,.0f} img/s, epochs {result['epoch_s']}",
+          flush=True)  # fmt: skip
+    return result
 
 
 def main() -> None:

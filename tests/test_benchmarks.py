@@ -2,6 +2,7 @@
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,94 @@ def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_http.py"
+    out = tmp_path / "serve.json"
+    cmd = [sys.executable, str(script), "--smoke", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["model"]["input"] == {"shape": [32, 32, 3], "dtype": "uint8", "layout": "NHWC"}
+    assert [row["clients"] for row in result["rows"]] == [1, 4]
+    for row in result["rows"]:  # 2 images per request, engine batches of at most 8
+        assert row["errors"] == {} and row["requests"] > 0
+        assert row["img_s"] == pytest.approx(2 * row["req_s"])
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and 2 <= row["mean_batch"] <= 8
+        assert row["meets_slo"] == (row["p99_ms"] <= 7.0)
+    assert re.search(r"^\| 4 \| [0-9,]+ \| [0-9,]+ \| [0-9.]+ \| [0-9.]+ \| (yes|no) \|",
+                     done.stdout, re.M)  # fmt: skip
+
+
+def test_inference_benchmark_cpu_smoke_run_reports_rows_ratios_and_cold_start(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
+    out = tmp_path / "inference.json"
+    rows = "eager-fp32,eager-cudagraph,kiln-fp16,kiln-fp8"
+    cmd = [sys.executable, str(script), "--smoke", "--only", rows, "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    kiln, eager = results["kiln-fp16"], results["eager-fp32"]
+    assert kiln["status"] == eager["status"] == "ok"
+    assert sorted(map(int, kiln["rows"])) == [1, 4]
+    for row in kiln["rows"].values():
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["throughput"] == pytest.approx(row["batch_size"] / row["mean_ms"] * 1e3)
+    assert kiln["rel_err"] < 2e-3 and eager["rel_err"] < 1e-5  # fp16 vs the fp32 reference
+    assert kiln["info"]["precision"] == "fp16"
+    cold = kiln["cold_start"]
+    assert cold["status"] == "ok" and cold["batch_sizes"] == [1, 4] and cold["load_s"] > 0
+    assert results["eager-cudagraph"] == {"status": "skipped", "reason": "needs CUDA"}
+    assert results["kiln-fp8"]["status"] == "skipped"
+    ratio = eager["rows"]["1"]["p50_ms"] / kiln["rows"]["1"]["p50_ms"]
+    assert re.search(rf"^│ eager-fp32 .*│ +{ratio:.2f}x │", done.stdout, re.M), done.stdout
+
+
+def test_inference_builds_into_a_repository_once_and_serve_http_serves_it(tmp_path):
+    """Build once, benchmark twice: the second inference run loads the engine the first one
+    saved, and serve_http.py serves that repository as it is (uint8 images over HTTP)."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    repo = tmp_path / "repo"
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"inference{i}.json"
+        cmd = [sys.executable, str(root / "inference.py"), "--smoke", "--only", "kiln-fp16",
+               "--repository", str(repo), "--out", str(out)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        runs.append(json.loads(out.read_text())["results"]["kiln-fp16"])
+    built, loaded = runs
+    assert (built["source"], loaded["source"]) == ("built", "repository")
+    assert built["repository"] == loaded["repository"] == str(repo / "resnet18" / "1")
+    assert sorted(p.name for p in (repo / "resnet18").iterdir()) == ["1"]  # no second version
+    assert loaded["rel_err"] == pytest.approx(built["rel_err"], rel=1e-3)  # the same engine
+    assert loaded["cold_start"]["status"] == "ok"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "serve.json"
+    cmd = [
+        sys.executable,
+        str(root / "serve_http.py"),
+        "--smoke",
+        "--repository",
+        str(repo),
+        "--model",
+        "resnet18",
+        "--concurrency",
+        "2",
+        "--port",
+        str(port),
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["model"]["name"] == "resnet18" and result["model"]["batch_sizes"] == [1, 4]
+    assert result["model"]["input"] == {"shape": [32, 32, 3], "dtype": "uint8", "layout": "NHWC"}
+    [row] = result["rows"]
+    assert row["errors"] == {} and row["requests"] > 0
+    level = json.loads(next(line for line in done.stdout.splitlines() if '"level"' in line))
+    assert level["level"]["requests"] == row["requests"]  # printed as soon as measured

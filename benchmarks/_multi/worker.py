@@ -22,10 +22,15 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ for _speed
 
 
-def _data(args: argparse.Namespace, world: int, shape: tuple[int, ...], classes: int):
-    g = torch.Generator().manual_seed(0)
-    n = args.batch_size * world * args.steps  # every rank holds the global set (kiln shards it)
-    return torch.randn(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+def _data(
+    args: argparse.Namespace, world: int, shape: tuple[int, ...], classes: int, device: torch.device
+):
+    """The global set, the same on every rank (kiln shards it), made on the device: ResNet's is
+    gigabytes, too slow to make on the host."""
+    g = torch.Generator(device).manual_seed(0)
+    n = args.batch_size * world * args.steps
+    x = torch.rand(n, *shape, generator=g, device=device)
+    return x, torch.randint(0, classes, (n,), generator=g, device=device)
 
 
 def _torch_model(name: str) -> nn.Module:
@@ -106,7 +111,7 @@ def main() -> None:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo")
     shape, classes = ((3, 224, 224), 1000) if args.model == "resnet50" else ((1, 28, 28), 10)
-    x, y = _data(args, world, shape, classes)
+    x, y = _data(args, world, shape, classes, device)
     if args.competitor == "raw-ddp":
         times = raw_ddp(args, rank, world, device, x, y)
     else:

@@ -77,16 +77,20 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "kiln.db")
         return
+    yield new_database(request.getfixturevalue("postgres_url"))
+
+
+def new_database(server_url: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL server at ``server_url``."""
     import sqlalchemy as sa
 
-    base = request.getfixturevalue("postgres_url")
     name = f"kiln_{os.getpid()}_{next(_counter)}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://"),
+    admin = sa.create_engine(server_url.replace("postgresql://", "postgresql+psycopg://"),
                              isolation_level="AUTOCOMMIT")  # fmt: skip
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    yield base.rsplit("/", 1)[0] + "/" + name
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture

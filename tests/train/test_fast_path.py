@@ -78,14 +78,20 @@ def test_sgd_falls_back_to_compile_without_graphs_and_true_explains():
 @gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_matches_fp32_accuracy(precision):
+    # Mean test accuracy over three seeds: one run's accuracy on 2,000 digits moves by a few
+    # tenths of a point with the seed alone, in fp32 too.
     (x, y), (xt, yt) = kiln.datasets.mnist()
     accuracy = {}
     for p in ("fp32", precision):
-        torch.manual_seed(0)
-        model = kiln.zoo.create_model("lenet5")
-        model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], precision=p)
-        model.fit(x, y, epochs=40, batch_size=64, verbose=0, callbacks=[C.WarmupCosine()])
-        accuracy[p] = model.evaluate(xt, yt, verbose=0)["accuracy"]
+        runs = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            model = kiln.zoo.create_model("lenet5")
+            model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
+                          precision=p, seed=seed)  # fmt: skip
+            model.fit(x, y, epochs=40, batch_size=64, verbose=0, callbacks=[C.WarmupCosine()])
+            runs.append(model.evaluate(xt, yt, verbose=0)["accuracy"])
+        accuracy[p] = sum(runs) / len(runs)
     assert abs(accuracy[precision] - accuracy["fp32"]) <= 0.003, accuracy
 
 
@@ -120,3 +126,29 @@ def test_fp16_gradients_underflow_without_loss_scaling_and_survive_with_it():
     trainer.fit(x, torch.zeros(32, 64, device="cuda"), epochs=1, batch_size=32, verbose=0)
     assert trainer.scaler is not None
     assert (model[0].weight.detach() != start).float().mean() > 0.99
+
+
+def test_only_full_batches_take_the_compiled_path(monkeypatch):
+    """The partial last batch runs eagerly: no second compilation for its shape."""
+    rows_seen = []
+
+    def counting_compile(fn, **kwargs):
+        def compiled(x, *args):
+            rows_seen.append(x.shape[0])
+            return fn(x, *args)
+
+        return compiled
+
+    results = []
+    for compile_option in (False, True):
+        with monkeypatch.context() as patch:
+            patch.setattr(torch, "compile", counting_compile)
+            model = _convnet()
+            model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
+                          device="cpu", compile=compile_option)  # fmt: skip
+            g = torch.Generator().manual_seed(1)
+            x = torch.randn(100, 1, 12, 12, generator=g)
+            y = torch.randint(0, 5, (100,), generator=g)
+            results.append(model.fit(x, y, batch_size=16, epochs=2, verbose=0, track=False))
+    assert rows_seen == [16] * 12  # 2 epochs x 6 full batches; the 4-sample ones ran eagerly
+    assert results[0].history == results[1].history

@@ -48,3 +48,33 @@ def test_pruned_trials_are_recorded_by_optimize_and_save_time():
 def test_bad_settings_echo_values():
     with pytest.raises(ValueError, match="reduction=1"):
         SuccessiveHalving(reduction=1)
+
+
+def test_max_step_keeps_rungs_below_it_so_a_finished_trial_is_never_pruned():
+    def second_trial_pruned_at(max_step):
+        study = Study(
+            {"x": Float(0.0, 1.0)},
+            {"acc": "max", "ms": "min"},
+            sampler=Random(0),
+            pruner=SuccessiveHalving(min_step=2, reduction=2, max_step=max_step),
+        )
+        # both train 4 steps; the second leads at step 2 and trails at step 4, its last
+        for curve in ({2: 0.45, 4: 0.9}, {2: 0.5, 4: 0.8}):
+            trial = study.ask()
+            for step in range(1, 5):
+                try:
+                    trial.report(step, {"acc": curve.get(step, 0.1 * step), "ms": 1.0})
+                except TrialPruned:
+                    return step
+        return None
+
+    assert second_trial_pruned_at(max_step=None) == 4  # rung 1 of (2, 2) is step 4
+    assert second_trial_pruned_at(max_step=4) is None  # only step 2 is a rung below 4
+    spec = SuccessiveHalving(min_step=2, max_step=8).to_json()
+    assert spec == {"type": "SuccessiveHalving", "min_step": 2, "reduction": 3, "max_step": 8}
+    assert "max_step" not in SuccessiveHalving().to_json()  # configs saved before it still match
+    saved = Study({"x": Float(0.0, 1.0)}, {"acc": "max"}, sampler=Random(0),
+                  pruner=SuccessiveHalving(min_step=2, max_step=8))  # fmt: skip
+    assert Study.load(saved.name, saved.storage).pruner.to_json() == spec
+    with pytest.raises(ValueError, match="max_step=2"):
+        SuccessiveHalving(min_step=2, max_step=2)

@@ -104,6 +104,26 @@ def test_json_round_trip():
     assert again.decode([0.3] * space.dims) == space.decode([0.3] * space.dims)
 
 
+def test_json_form_may_leave_out_fixed_and_linear_constraints():
+    space = Space.from_json({"params": {"n": {"type": "Int", "low": 1, "high": 3}}})
+    assert space.to_json() == Space({"n": Int(1, 3)}).to_json()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"x": {"type": "Float"}}, "A space's JSON form is"),
+    ({"params": {"x": {"type": "Real", "low": 0}}}, "Received: {'type': 'Real', 'low': 0}"),
+    ({"params": {"x": {"type": "Float", "low": 2, "high": 1}}}, "low=2, high=1"),
+    ({"params": {"x": {"type": "Int", "low": 0.5, "high": 2}}}, "low=0.5, high=2"),
+    ({"params": {"x": {"type": "Float", "lo": 0, "high": 1}}}, "argument 'lo'"),
+    ({"params": {"x": {"type": "Float", "low": 0, "high": 1}}, "linear_constraints": [[{"x": 1}]]},
+     "Received: [{'x': 1}]"),
+])  # fmt: skip
+def test_a_bad_json_form_names_the_rule_and_echoes_the_part(data, message):
+    with pytest.raises(ValueError) as info:
+        Space.from_json(data)
+    assert message in str(info.value)
+
+
 def test_one_hot_combinations_enumerate_joint_choices():
     space = Space({"a": Categorical([1, 2]), "x": Float(0, 1), "b": Categorical(["u", "v", "w"])})
     combos = space.one_hot_combinations(limit=6)

@@ -5,19 +5,21 @@ import threading
 
 import pytest
 
+from kiln.track import Store
 from kiln.tune import Float, InMemoryStorage, Int, Random, Sobol, Study, SuccessiveHalving, Trial
 from kiln.tune._storage_sql import SQLStorage
 
+from ..track.conftest import new_database, postgres_url  # noqa: F401 (a fixture)
 from .conftest import fast_bayes
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def storage(request, tmp_path):
-    return (
-        InMemoryStorage()
-        if request.param == "memory"
-        else SQLStorage(f"sqlite:///{tmp_path / 'tune.db'}")
-    )
+    if request.param == "memory":
+        return InMemoryStorage()
+    if request.param == "sqlite":
+        return SQLStorage(f"sqlite:///{tmp_path / 'tune.db'}")
+    return SQLStorage(new_database(request.getfixturevalue("postgres_url")))
 
 
 def test_studies_are_created_once_and_loaded_by_name(storage):
@@ -58,6 +60,32 @@ def test_reads_are_copies_and_updates_persist(storage):
     assert storage.trials("s")[0].params == {"x": 1.0}
     with pytest.raises(KeyError):
         storage.update_trial("s", Trial(7, {}))
+
+
+def test_heartbeats_set_one_number(storage):
+    storage.create_study("s", {})
+    trials = [Trial(-1, {"x": float(i)}, heartbeat=1.0) for i in range(3)]
+    for t in trials:
+        storage.create_trial("s", t)
+    storage.heartbeat("s", [0, 2], 5.0)
+    assert [t.heartbeat for t in storage.trials("s")] == [5.0, 1.0, 5.0]
+    trials[0].values = {"a": 1.0}
+    trials[0].heartbeat = 6.0
+    storage.update_trial("s", trials[0])
+    assert storage.trials("s")[0].heartbeat == 6.0 and storage.trials("s")[0].values == {"a": 1.0}
+    with pytest.raises(KeyError, match="'s'"):
+        storage.heartbeat("s", [1, 3], 7.0)
+
+
+def test_studies_and_runs_share_one_store(tmp_path):
+    store = Store(tmp_path / "kiln.db")
+    store.create_run("r").finish()
+    study = Study({"x": Float(0.0, 1.0)}, {"y": "min"}, sampler=Sobol(seed=0), storage=store,
+                  name="s")  # fmt: skip
+    study.optimize(lambda t: t.params["x"], trials=2)
+    again = Study.load("s", storage=str(tmp_path / "kiln.db"))  # a plain path is the same store
+    assert [t.values for t in again.trials] == [t.values for t in study.trials]
+    assert [r.name for r in Store(tmp_path / "kiln.db").runs()] == ["r"]
 
 
 @pytest.mark.parametrize("sampler", [lambda: Random(seed=3), lambda: Sobol(seed=3),

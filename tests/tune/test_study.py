@@ -44,6 +44,25 @@ def test_bad_study_definitions_echo_the_value():
         assert message in str(info.value)
 
 
+def test_a_study_from_its_json_config():
+    study = _study(constraints={"size": ("<=", 5.0)}, thresholds={"a": 0.0}, stale_after=9.0)
+    again = Study.from_config(study.config())
+    assert again.config() == study.config() and again.name != study.name
+    space = study.config()["space"]
+    for extra, message in [
+        ({"sampler": {"type": "Grid"}}, "Received: {'type': 'Grid'}"),
+        ({"sampler": {"type": "Sobol", "sed": 1}}, "argument 'sed'"),
+        ({"pruner": {"type": "SuccessiveHalving", "reduction": 1}}, "reduction=1"),
+        ({"constraints": {"size": ["<", 5]}}, "size=['<', 5]"),
+        ({"stale_after": -1}, "stale_after=-1"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            Study.from_config({"space": space, "objectives": {"a": "max"}, **extra})
+        assert message in str(info.value)
+    with pytest.raises(ValueError, match="at least"):
+        Study.from_config({"space": space})
+
+
 def test_a_failing_trial_never_kills_the_study():
     def fn(trial):
         if trial.number % 2:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from kiln._version import __version__
 from kiln.cli import _dashboard as dashboard_commands
+from kiln.cli import _deploy as deploy_commands
+from kiln.cli import _serve as serve_commands
 from kiln.cli._launch import add_options as add_launch_options
 from kiln.cli._launch import add_parser as add_launch_parser
 from kiln.cli._launch import launch
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         return _zoo_list()
     if args.command in dashboard_commands.COMMANDS:
         return dashboard_commands.run(args)
+    if args.command in serve_commands.COMMANDS:
+        return serve_commands.run(args)
+    if args.command in deploy_commands.COMMANDS:
+        return deploy_commands.run(args)
     parser.print_help()
     return 0
 
@@ -74,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     add_launch_options(train)
     add_launch_parser(sub)
     dashboard_commands.add_parsers(sub)
+    serve_commands.add_parsers(sub)
+    deploy_commands.add_parsers(sub)
     zoo = sub.add_parser("zoo", help="the model zoo")
     zoo.add_argument("action", choices=["list"])
     return parser

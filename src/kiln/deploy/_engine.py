@@ -30,6 +30,8 @@ class Engine:
     device: torch.device
     name: str = "model"
     info: dict[str, Any] = field(default_factory=dict)  # precision, passes, errors, ...
+    # what ``kiln.deploy.optimize`` built it from (``kiln.deploy.save`` writes it); None: eager
+    source: Any = field(default=None, repr=False)
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:

@@ -25,16 +25,18 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     from kiln import __version__
-    from kiln.server import _errors, _runs
+    from kiln.server import _errors, _experiments, _runs
     from kiln.server._auth import check_token
 
     app = FastAPI(title="kiln", version=__version__,
-                  description="Runs, metrics and artifacts of a kiln tracking store.")  # fmt: skip
+                  description="Runs, metrics, artifacts and studies of a kiln store.")  # fmt: skip
     app.state.store = store if isinstance(store, Store) else Store(store)
+    app.state.studies = _experiments.Studies(app.state.store)
     app.state.token_required = token_required
     app.state.max_upload_bytes = max_upload_bytes
     _errors.install(app)
     app.include_router(_runs.router, dependencies=[Depends(check_token)])
+    app.include_router(_experiments.router, dependencies=[Depends(check_token)])
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:

@@ -1,4 +1,5 @@
-"""The store's tables as SQLAlchemy 2 typed declarative models (head revision of migrations/).
+"""The store's tables as SQLAlchemy 2 typed declarative models (head revision of migrations/):
+runs and their metrics, artifacts and API tokens (kiln.track), studies and trials (kiln.tune).
 
 Times are UNIX seconds (floats): comparable across SQLite and PostgreSQL, and across hosts.
 """
@@ -67,3 +68,29 @@ class TokenRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class StudyRow(Base):
+    """A kiln.tune study (rev 3): its name and `Study.config()` (space, objectives, sampler...)."""
+
+    __tablename__ = "studies"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class TrialRow(Base):
+    """One trial of a study (rev 3). `record` is the JSON text of `Trial.to_json()` (text, not
+    JSON: extra metrics may be NaN, which PostgreSQL's json type refuses); `state` and
+    `heartbeat_at` are columns so heartbeats write one number, and they win over the record."""
+
+    __tablename__ = "trials"
+
+    study: Mapped[str] = mapped_column(
+        ForeignKey("studies.name", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16))
+    heartbeat_at: Mapped[float] = mapped_column(Double)
+    record: Mapped[str] = mapped_column(Text)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from kiln.data import make_loader
 from kiln.train._batches import (
@@ -105,6 +105,7 @@ class Trainer:
         # On the device, so the hot loop never syncs: (sum, count) per logged name, the step
         # counter and the first step whose loss was not finite. Sized in _setup.
         self._sums = torch.zeros(0, 2)
+        self._batch_rows = 0  # fit's batch size (per process): the shape that is compiled
         self._step_t = torch.zeros(())
         self._first_bad = torch.zeros(())
 
@@ -163,6 +164,7 @@ class Trainer:
                 device=self.device,
                 seed=self.seed,
             )
+        self._batch_rows = batch_size
         self._setup(next(iter(loader.epoch(0))), targets)
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
@@ -227,17 +229,30 @@ class Trainer:
     def _train_step(self, batch: tuple[Any, ...]) -> None:
         self._step_fn(*split_batch(batch))
 
-    def _forward_loss(self, x: Any, y: Any, w: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The compiled part: forward, loss and metric sums (what Inductor can fuse)."""
+    def _forward_loss(
+        self, x: Any, y: Any, w: Tensor | None, sums: Tensor, step: Tensor, first_bad: Tensor
+    ) -> Tensor:
+        """The compiled part: forward, loss, and the running metric sums, step count and first
+        non-finite step updated in place (Inductor fuses that bookkeeping into the loss kernels
+        instead of launching five tiny kernels a step)."""
         if self.channels_last:
             x = tree_map(to_channels_last, x)
         with self._autocast():
             out = call_model(self._train_model, x)
-        return self.objective(out, y, w)  # type: ignore[misc]
+        loss, stats = self.objective(out, y, w)  # type: ignore[misc]
+        sums.add_(stats)
+        step.add_(1)
+        bad = (first_bad == 0) & ~torch.isfinite(loss.detach())
+        first_bad.copy_(torch.where(bad, step, first_bad))
+        return loss
 
     def _step(self, x: Any, y: Any, w: Tensor | None) -> None:
         """One optimizer step; every effect stays on the device (CUDA-graph safe)."""
-        loss, stats = self._forward_loss_fn(x, y, w)
+        # Only full batches take the compiled path: the last, partial batch of an epoch would
+        # cost a second compilation (seconds) to save a millisecond, so it runs eagerly.
+        full = _rows(x) == self._batch_rows
+        forward = self._forward_loss_fn if full else self._forward_loss
+        loss = forward(x, y, w, self._sums, self._step_t, self._first_bad)
         optimizer = self.optimizer
         assert optimizer is not None
         if self.scaler is not None:
@@ -248,10 +263,6 @@ class Trainer:
             loss.backward()
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self._sums += stats
-        self._step_t += 1
-        bad = (self._first_bad == 0) & ~torch.isfinite(loss.detach())
-        torch.where(bad, self._step_t, self._first_bad, out=self._first_bad)
 
     def _read_logs(self) -> Logs:
         """Copy the epoch's running sums to the host (a sync) and stop on a non-finite loss."""
@@ -347,6 +358,26 @@ class Trainer:
         collective, so every rank runs every batch (and the sums need no reduction)."""
         return self.dist is not None and self.strategy != "fsdp"
 
+    def _probe(self, x: Any) -> Any:
+        """The model's output for two samples of ``x``, in eval mode, without gradients: enough
+        to see its structure. (A whole batch here set ResNet-50's peak memory.) An error is
+        raised with the whole batch, so that its message shows the shape the user passed."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            try:
+                return self._forward_no_grad(tree_map(_first_two, x))
+            except (ValueError, RuntimeError):
+                return self._forward_no_grad(x)
+        finally:
+            self.model.train(was_training)
+
+    def _forward_no_grad(self, x: Any) -> Any:
+        if self.channels_last:
+            x = tree_map(to_channels_last, x)
+        with torch.no_grad(), self._autocast():
+            return call_model(self.model, x)
+
     def _my_part(self, data: Any) -> Any:
         return self.dist.shard(data) if self.dist and self._split_eval else data
 
@@ -371,11 +402,7 @@ class Trainer:
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad(), self._autocast():
-            out = call_model(self.model, x)
-        self.model.train(was_training)
+        out = self._probe(x)
         if not self.objective.names:
             self.objective.build(out)
         if targets is not None and len(batch) > 1:
@@ -446,3 +473,14 @@ class Trainer:
         if self.dist and self.strategy == "fsdp":
             return full_state_dict(self.model)
         return self.model.state_dict()
+
+
+def _rows(x: Any) -> int:
+    """The number of samples in a batch (a tensor or a pytree of them)."""
+    if isinstance(x, Tensor):
+        return x.shape[0]
+    return next(t.shape[0] for t in tree_flatten(x)[0] if isinstance(t, Tensor))
+
+
+def _first_two(t: Any) -> Any:
+    return t[:2] if isinstance(t, Tensor) else t

@@ -8,8 +8,11 @@
 """
 
 from kiln.tune._bayes import Bayes
+from kiln.tune._client import Client, RemoteStudy, connect
 from kiln.tune._pareto import crowding_distance, hypervolume, nondominated_ranks, pareto_mask
+from kiln.tune._plots import plot, plot_data
 from kiln.tune._pruner import BasePruner, SuccessiveHalving
+from kiln.tune._report_callback import ReportCallback
 from kiln.tune._sampler import BaseSampler, Random, Sobol
 from kiln.tune._space import Categorical, Float, Int, LinearConstraint, Space
 from kiln.tune._storage import BaseStorage, InMemoryStorage
@@ -22,11 +25,14 @@ __all__ = [
     "BaseStorage",
     "Bayes",
     "Categorical",
+    "Client",
     "Float",
     "InMemoryStorage",
     "Int",
     "LinearConstraint",
     "Random",
+    "RemoteStudy",
+    "ReportCallback",
     "Sobol",
     "Space",
     "Study",
@@ -34,8 +40,11 @@ __all__ = [
     "Trial",
     "TrialPruned",
     "TrialState",
+    "connect",
     "crowding_distance",
     "hypervolume",
     "nondominated_ranks",
     "pareto_mask",
+    "plot",
+    "plot_data",
 ]

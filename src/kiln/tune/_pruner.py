@@ -38,19 +38,25 @@ class SuccessiveHalving(BasePruner):
     of their objective values there (crowding distance breaks ties within a front, as in
     NSGA-II). It keeps running if it is in the best `1/reduction` of them or on the first
     (non-dominated) front; otherwise it is pruned. Nothing is pruned at a rung that fewer than
-    `reduction` trials have reached."""
+    `reduction` trials have reached.
 
-    def __init__(self, min_step: int = 1, reduction: int = 3) -> None:
-        if min_step < 1 or reduction < 2:
+    `max_step` is the last step a trial reports (its epochs, say): rungs sit only below it, so
+    a trial that has already finished training is never stopped for nothing."""
+
+    def __init__(self, min_step: int = 1, reduction: int = 3, max_step: int | None = None) -> None:
+        if min_step < 1 or reduction < 2 or (max_step is not None and max_step <= min_step):
             raise ValueError(
-                f"SuccessiveHalving needs min_step >= 1 and reduction >= 2. "
-                f"Received: min_step={min_step}, reduction={reduction}"
+                f"SuccessiveHalving needs min_step >= 1, reduction >= 2 and max_step (if given) "
+                f"> min_step. Received: min_step={min_step}, reduction={reduction}, "
+                f"max_step={max_step}"
             )
         self.min_step, self.reduction = int(min_step), int(reduction)
+        self.max_step = None if max_step is None else int(max_step)
 
     def to_json(self) -> dict[str, Any]:
+        bound = {"max_step": self.max_step} if self.max_step is not None else {}
         return {"type": "SuccessiveHalving", "min_step": self.min_step,
-                "reduction": self.reduction}  # fmt: skip
+                "reduction": self.reduction, **bound}  # fmt: skip
 
     def rung_step(self, rung: int) -> int:
         return self.min_step * self.reduction**rung
@@ -61,7 +67,8 @@ class SuccessiveHalving(BasePruner):
         last = max(earlier, default=-1)
         rungs, r = [], 0
         while self.rung_step(r) <= step:
-            if self.rung_step(r) > last:
+            below_end = self.max_step is None or self.rung_step(r) < self.max_step
+            if self.rung_step(r) > last and below_end:
                 rungs.append(r)
             r += 1
         return rungs

@@ -148,6 +148,11 @@ Param = Float | Int | Categorical
 _OPS = ("<=", ">=")
 
 
+def _bad_linear(c: Any) -> Any:
+    raise ValueError('A linear constraint\'s JSON form is [{name: coefficient}, "<=" or ">=", '
+                     f"bound]. Received: {c!r}")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class LinearConstraint:
     """`sum(coefficients[name] * params[name]) <op> bound` over numeric, unconditional,
@@ -320,13 +325,24 @@ class Space:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Space:
+    def from_json(cls, data: Any) -> Space:
+        """The space of `to_json()`'s form; "fixed" and "linear_constraints" may be left out.
+        Raises ValueError naming the rule a part breaks, and echoing that part."""
+        from kiln.tune._json import build
+
+        if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping):
+            raise ValueError(
+                'A space\'s JSON form is {"params": {name: {"type": "Float", "low": 0.0, '
+                '"high": 1.0}, ...}, "fixed": {name: value}, "linear_constraints": '
+                f'[[{{name: coefficient}}, "<=", bound], ...]}}. Received: {data!r}'
+            )
         kinds = {"Float": Float, "Int": Int, "Categorical": Categorical}
-        params: dict[str, Any] = dict(data["fixed"])
+        params: dict[str, Any] = dict(data.get("fixed") or {})
         for name, spec in data["params"].items():
-            spec = dict(spec)
-            params[name] = kinds[spec.pop("type")](**spec)
-        return cls(params, [LinearConstraint(*c) for c in data["linear_constraints"]])
+            params[name] = build(kinds, spec, f"parameter {name!r}")
+        linear = [c if isinstance(c, list | tuple) and len(c) == 3 else _bad_linear(c)
+                  for c in data.get("linear_constraints") or []]  # fmt: skip
+        return cls(params, [LinearConstraint(*c) for c in linear])
 
     def __repr__(self) -> str:
         return f"Space({ {**self.params, **self.fixed}!r})"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiln.tune._trial import Trial
+
+if TYPE_CHECKING:
+    from kiln.track import Store
 
 
 class BaseStorage:
@@ -36,6 +39,10 @@ class BaseStorage:
         raise NotImplementedError
 
     def update_trial(self, study: str, trial: Trial) -> None:
+        raise NotImplementedError
+
+    def heartbeat(self, study: str, numbers: list[int], when: float) -> None:
+        """Set the `heartbeat` of trials `numbers` to `when` (UNIX seconds), nothing else."""
         raise NotImplementedError
 
     def trials(self, study: str) -> list[Trial]:
@@ -80,6 +87,14 @@ class InMemoryStorage(BaseStorage):
                 raise KeyError(f"Study {study!r} has no trial {trial.number}.")
             self._trials[study][trial.number] = trial.to_json()
 
+    def heartbeat(self, study: str, numbers: list[int], when: float) -> None:
+        with self._lock:
+            self._get(study)
+            if missing := [n for n in numbers if not 0 <= n < len(self._trials[study])]:
+                raise KeyError(f"Study {study!r} has no trials {missing}.")
+            for n in numbers:
+                self._trials[study][n]["heartbeat"] = when
+
     def trials(self, study: str) -> list[Trial]:
         with self._lock:
             self._get(study)
@@ -91,14 +106,18 @@ class InMemoryStorage(BaseStorage):
         return self._studies[name]
 
 
-def make_storage(storage: BaseStorage | str | None) -> BaseStorage:
-    """`None` is in memory; a string is a database URL ("sqlite:///kiln.db")."""
+def make_storage(storage: BaseStorage | str | Store | None) -> BaseStorage:
+    """`None` is in memory; a string is a database URL ("sqlite:///kiln.db") or a SQLite path,
+    and a `kiln.track.Store` is that store's database: studies live next to its runs."""
     if storage is None:
         return InMemoryStorage()
     if isinstance(storage, BaseStorage):
         return storage
-    if isinstance(storage, str):
+    from kiln.track import Store
+
+    if isinstance(storage, str | Store):
         from kiln.tune._storage_sql import SQLStorage
 
         return SQLStorage(storage)
-    raise TypeError(f"storage must be a BaseStorage, a database URL or None. Received: {storage!r}")
+    raise TypeError("storage must be a BaseStorage, a database URL, a kiln.track.Store or None. "
+                    f"Received: {storage!r}")  # fmt: skip

@@ -1,64 +1,64 @@
-"""`SQLStorage`: studies in a database through SQLAlchemy (SQLite file or PostgreSQL URL).
+"""`SQLStorage`: studies in the tracking store's database (a SQLite file or PostgreSQL URL).
 
-Self-contained on purpose: two tables prefixed `kiln_tune_`, created if missing, so the same
-database URL can hold kiln.track's tables too.
+The tables (`studies`, `trials`) belong to kiln.track's schema and migrations, so one store
+holds runs and studies, and opening it upgrades both in one step.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
+from sqlalchemy import Engine, exc, func, insert, select, update
 
+from kiln.track._migrate import make_engine, upgrade
+from kiln.track._schema import StudyRow, TrialRow
+from kiln.track._url import resolve_url
 from kiln.tune._storage import BaseStorage
 from kiln.tune._trial import Trial
 
-_meta = sa.MetaData()
-_studies = sa.Table(
-    "kiln_tune_studies", _meta,
-    sa.Column("name", sa.String(255), primary_key=True),
-    sa.Column("config", sa.Text, nullable=False),
-)  # fmt: skip
-_trials = sa.Table(
-    "kiln_tune_trials", _meta,
-    sa.Column("study", sa.String(255), sa.ForeignKey("kiln_tune_studies.name"), primary_key=True),
-    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
-)  # fmt: skip
+if TYPE_CHECKING:
+    from kiln.track import Store
 
 
 class SQLStorage(BaseStorage):
     """Thread- and process-safe: trial numbers come from the (study, number) primary key, and a
-    writer that loses the race for a number retries with the next one."""
+    writer that loses the race for a number retries with the next one.
 
-    def __init__(self, url: str) -> None:
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        self.url = url
-        self.engine = sa.create_engine(url, **kwargs)
+    `store`: a database URL or path (as `kiln.track.Store` takes), an Engine, or a `Store`."""
+
+    def __init__(self, store: str | os.PathLike[str] | Engine | Store) -> None:
+        from kiln.track import Store
+
+        if isinstance(store, Store):
+            self.engine = store.engine
+        elif isinstance(store, Engine):
+            self.engine = store
+        else:
+            self.engine = make_engine(resolve_url(store))
+        self.url = self.engine.url.render_as_string(hide_password=True)
         self._lock = threading.Lock()  # SQLite allows one writer; serialise ours up front
-        _meta.create_all(self.engine)
+        upgrade(self.engine)
 
     def create_study(self, name: str, config: dict[str, Any]) -> None:
         with self._lock, self.engine.begin() as db:
-            if db.execute(sa.select(_studies.c.name).where(_studies.c.name == name)).first():
+            if db.execute(select(StudyRow.name).where(StudyRow.name == name)).first():
                 raise ValueError(f"A study named {name!r} already exists in {self.url}.")
-            db.execute(_studies.insert().values(name=name, config=json.dumps(config)))
+            db.execute(insert(StudyRow).values(name=name, config=config, created_at=time.time()))
 
     def load_study(self, name: str) -> dict[str, Any]:
         with self.engine.connect() as db:
-            row = db.execute(sa.select(_studies.c.config).where(_studies.c.name == name)).first()
+            row = db.execute(select(StudyRow.config).where(StudyRow.name == name)).first()
         if row is None:
             raise KeyError(f"No study named {name!r} in {self.url}. Known: {self.study_names()}")
-        return json.loads(row[0])
+        return row[0]
 
     def study_names(self) -> list[str]:
         with self.engine.connect() as db:
-            return sorted(r[0] for r in db.execute(sa.select(_studies.c.name)))
+            return sorted(db.execute(select(StudyRow.name)).scalars())
 
     def create_trial(self, study: str, trial: Trial) -> int:
         self.load_study(study)
@@ -66,34 +66,47 @@ class SQLStorage(BaseStorage):
             try:
                 with self._lock, self.engine.begin() as db:
                     last = db.execute(
-                        sa.select(sa.func.max(_trials.c.number)).where(_trials.c.study == study)
+                        select(func.max(TrialRow.number)).where(TrialRow.study == study)
                     ).scalar()
                     trial.number = 0 if last is None else last + 1
-                    db.execute(_trials.insert().values(
-                        study=study, number=trial.number, state=trial.state.value,
-                        record=json.dumps(trial.to_json())))  # fmt: skip
+                    db.execute(insert(TrialRow).values(study=study, number=trial.number,
+                                                       **self._columns(trial)))  # fmt: skip
                 return trial.number
-            except sa.exc.IntegrityError:
+            except exc.IntegrityError:
                 continue  # another process took this number
         raise RuntimeError(f"Could not allocate a trial number in study {study!r}.")
 
     def update_trial(self, study: str, trial: Trial) -> None:
         with self._lock, self.engine.begin() as db:
             done = db.execute(
-                _trials.update()
-                .where(_trials.c.study == study, _trials.c.number == trial.number)
-                .values(state=trial.state.value, record=json.dumps(trial.to_json()))
+                update(TrialRow)
+                .where(TrialRow.study == study, TrialRow.number == trial.number)
+                .values(**self._columns(trial))
             )
         if done.rowcount != 1:
             raise KeyError(f"Study {study!r} has no trial {trial.number}.")
 
+    def heartbeat(self, study: str, numbers: list[int], when: float) -> None:
+        with self._lock, self.engine.begin() as db:
+            done = db.execute(
+                update(TrialRow)
+                .where(TrialRow.study == study, TrialRow.number.in_(numbers))
+                .values(heartbeat_at=when)
+            )
+        if done.rowcount != len(set(numbers)):
+            raise KeyError(f"Study {study!r} lacks some of the trials {sorted(numbers)}.")
+
     def trials(self, study: str) -> list[Trial]:
+        query = (select(TrialRow.record, TrialRow.state, TrialRow.heartbeat_at)
+                 .where(TrialRow.study == study).order_by(TrialRow.number))  # fmt: skip
         with self.engine.connect() as db:
-            rows = db.execute(
-                sa.select(_trials.c.record)
-                .where(_trials.c.study == study)
-                .order_by(_trials.c.number)
-            ).all()
+            rows = db.execute(query).all()
         if not rows:
             self.load_study(study)  # raises KeyError for an unknown study
-        return [Trial.from_json(json.loads(r[0])) for r in rows]
+        return [Trial.from_json({**json.loads(record), "state": state, "heartbeat": beat})
+                for record, state, beat in rows]  # fmt: skip
+
+    @staticmethod
+    def _columns(trial: Trial) -> dict[str, Any]:
+        return {"state": trial.state.value, "heartbeat_at": trial.heartbeat,
+                "record": json.dumps(trial.to_json())}  # fmt: skip

@@ -5,19 +5,22 @@ from __future__ import annotations
 import math
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kiln.tune._json import build
 from kiln.tune._pareto import hypervolume, pareto_mask
 from kiln.tune._pruner import BasePruner, SuccessiveHalving
 from kiln.tune._sampler import BaseSampler, Random, Sobol
 from kiln.tune._space import LinearConstraint, Space
 from kiln.tune._storage import BaseStorage, make_storage
 from kiln.tune._trial import Trial, TrialPruned, TrialState
+
+if TYPE_CHECKING:
+    from kiln.track import Store
 
 _DIRECTIONS = ("max", "min")
 _OPS = ("<=", ">=")
@@ -26,9 +29,7 @@ _OPS = ("<=", ">=")
 def _sampler_from_json(data: Mapping[str, Any]) -> BaseSampler:
     from kiln.tune._bayes import Bayes
 
-    kinds: dict[str, type[BaseSampler]] = {"Random": Random, "Sobol": Sobol, "Bayes": Bayes}
-    data = dict(data)
-    return kinds[data.pop("type")](**data)
+    return build({"Random": Random, "Sobol": Sobol, "Bayes": Bayes}, data, "sampler")
 
 
 class Study:
@@ -45,7 +46,11 @@ class Study:
     - `thresholds`: `{objective: value}`, the worst value worth having; the reference point of
       the hypervolume, and the part of the front the Bayes sampler focuses on.
     - Any other metric the objective function returns is stored with the trial.
-    - `storage`: None (in memory), a `BaseStorage`, or a database URL ("sqlite:///kiln.db").
+    - `storage`: None (in memory), a `BaseStorage`, a database URL ("sqlite:///kiln.db"), or a
+      `kiln.track.Store` (the study then lives in the tracking store, next to its runs).
+    - `stale_after`: seconds without a heartbeat after which a running trial reads as stale (its
+      worker died or hung): it stops holding its point, and stays listed. `optimize` and
+      `kiln.tune.connect` workers send heartbeats on their own; `trial.report` is one too.
     """
 
     def __init__(
@@ -58,8 +63,9 @@ class Study:
         linear_constraints: list[LinearConstraint | tuple] | None = None,
         sampler: BaseSampler | None = None,
         pruner: BasePruner | None = None,
-        storage: BaseStorage | str | None = None,
+        storage: BaseStorage | str | Store | None = None,
         name: str | None = None,
+        stale_after: float = 300.0,
         _create: bool = True,
     ) -> None:
         if not isinstance(space, Space):
@@ -77,6 +83,10 @@ class Study:
             from kiln.tune._bayes import Bayes
 
             sampler = Bayes()
+        if not (isinstance(stale_after, int | float) and stale_after > 0):
+            raise ValueError("stale_after must be a positive number of seconds. "
+                             f"Received: stale_after={stale_after!r}")  # fmt: skip
+        self.stale_after = float(stale_after)
         self.sampler, self.pruner = sampler, pruner
         self.storage = make_storage(storage)
         self.name = name or f"study-{uuid.uuid4().hex[:8]}"
@@ -116,13 +126,14 @@ class Study:
             "thresholds": self.thresholds,
             "sampler": self.sampler.to_json(),
             "pruner": self.pruner.to_json() if self.pruner else None,
+            "stale_after": self.stale_after,
         }
 
     @classmethod
     def load(
         cls,
         name: str,
-        storage: BaseStorage | str,
+        storage: BaseStorage | str | Store,
         *,
         sampler: BaseSampler | None = None,
         pruner: BasePruner | None = None,
@@ -130,26 +141,66 @@ class Study:
         """The study `name` from `storage`, with its sampler and pruner as saved (or those
         given): asking it for trials continues exactly where the saved one stopped."""
         storage = make_storage(storage)
-        cfg = storage.load_study(name)
-        if pruner is None and cfg["pruner"]:
-            spec = dict(cfg["pruner"])
-            pruner = {"SuccessiveHalving": SuccessiveHalving}[spec.pop("type")](**spec)
+        return cls.from_config(storage.load_study(name), storage=storage, name=name,
+                               sampler=sampler, pruner=pruner, _create=False)  # fmt: skip
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        storage: BaseStorage | str | Store | None = None,
+        name: str | None = None,
+        sampler: BaseSampler | None = None,
+        pruner: BasePruner | None = None,
+        _create: bool = True,
+    ) -> Study:
+        """A new study from the JSON form of `config()` (as the REST API receives it):
+        "space" and "objectives" are required, the rest optional. Raises ValueError naming the
+        rule a part breaks and echoing it."""
+        if not isinstance(config, Mapping) or "objectives" not in config:
+            raise ValueError('A study\'s configuration has at least "space" and "objectives". '
+                             f"Received: {config!r}")  # fmt: skip
+        if pruner is None and config.get("pruner"):
+            pruner = build({"SuccessiveHalving": SuccessiveHalving}, config["pruner"], "pruner")
+        if sampler is None and config.get("sampler"):
+            sampler = _sampler_from_json(config["sampler"])
         return cls(
-            Space.from_json(cfg["space"]),
-            cfg["objectives"],
-            constraints={k: tuple(v) for k, v in cfg["constraints"].items()},
-            thresholds=cfg["thresholds"],
-            sampler=sampler or _sampler_from_json(cfg["sampler"]),
+            Space.from_json(config.get("space")),
+            config["objectives"],
+            constraints=config.get("constraints") or {},
+            thresholds=config.get("thresholds") or {},
+            sampler=sampler,
             pruner=pruner,
             storage=storage,
             name=name,
-            _create=False,
+            stale_after=config.get("stale_after", 300.0),
+            _create=_create,
         )
 
     # --- trials -------------------------------------------------------------------------
     @property
     def trials(self) -> list[Trial]:
-        return self.storage.trials(self.name)
+        """Every trial, by number. A running trial whose heartbeat is older than `stale_after`
+        reads as stale (decided on read, so a late heartbeat makes it running again)."""
+        now, trials = time.time(), self.storage.trials(self.name)
+        for t in trials:
+            if t.state is TrialState.RUNNING and now - t.heartbeat > self.stale_after:
+                t.state = TrialState.STALE
+        return trials
+
+    def trial(self, number: int) -> Trial:
+        """Trial `number`, read afresh; KeyError if the study has no such trial."""
+        trials = self.trials
+        if not 0 <= number < len(trials):
+            raise KeyError(f"Study {self.name!r} has no trial {number}: it has {len(trials)}, "
+                           f"numbered from 0.")  # fmt: skip
+        return self._attach(trials[number])
+
+    def heartbeat(self, *trials: Trial | int) -> None:
+        """Tell the study that the workers of these trials are alive."""
+        numbers = [t if isinstance(t, int) else t.number for t in trials]
+        self.storage.heartbeat(self.name, numbers, time.time())
 
     def enqueue(self, params: Mapping[str, Any]) -> Trial:
         """Queue a point to evaluate next (a known good configuration, say)."""
@@ -165,6 +216,7 @@ class Study:
             out = []
             for trial in queued:
                 trial.state, trial.started = TrialState.RUNNING, time.time()
+                trial.heartbeat = trial.started
                 self.storage.update_trial(self.name, trial)
                 out.append(self._attach(trial))
             need = (n or 1) - len(out)
@@ -187,11 +239,12 @@ class Study:
         error: str | None = None,
     ) -> Trial:
         """Finish a trial: with its metric values (completed), or with a state ("failed",
-        "pruned"). Values that are missing an objective or not finite fail the trial."""
+        "pruned"). Values that are missing an objective or not finite fail the trial. A stale
+        trial may be told: its worker was slow, not gone."""
         with self._lock:
             number = trial if isinstance(trial, int) else trial.number
-            record = self.trials[number]
-            if record.state.finished:
+            record = self.trial(number)
+            if record.state.finished and record.state is not TrialState.STALE:
                 raise ValueError(f"Trial {number} is already {record.state.value}.")
             state = TrialState(state) if state is not None else TrialState.COMPLETED
             if state is TrialState.COMPLETED:
@@ -234,15 +287,18 @@ class Study:
             checked = self._check_values(values, partial=True)
             trial.intermediate[int(step)] = checked
             trial.heartbeat = time.time()
+            if trial.state is TrialState.STALE:  # a report is a sign of life
+                trial.state = TrialState.RUNNING
             self.storage.update_trial(self.name, trial)
             if self.pruner is not None and self.pruner.should_prune(self, trial, int(step)):
                 raise TrialPruned(f"Trial {trial.number} pruned at step {step}.")
 
     def mark_stale(self, older_than: float = 300.0) -> list[int]:
-        """Mark running trials without a heartbeat (report) for `older_than` s as stale."""
+        """Store running trials without a heartbeat for `older_than` s as stale, for good: a
+        heartbeat no longer revives them (a report or a tell still does)."""
         stale = []
         with self._lock:
-            for t in self.trials:
+            for t in self.storage.trials(self.name):
                 if t.state is TrialState.RUNNING and time.time() - t.heartbeat > older_than:
                     t.state, t.finished = TrialState.STALE, time.time()
                     self.storage.update_trial(self.name, t)
@@ -265,24 +321,6 @@ class Study:
         from kiln.tune._workers import run_workers
 
         run_workers(self, fn, trials, workers, processes)
-
-    def _finish(self, trial: Trial, outcome: str, payload: Any) -> None:
-        if outcome == "done":
-            self.tell(trial, payload)
-        elif outcome == "pruned":
-            self.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.tell(trial, state=TrialState.FAILED, error=str(payload))
-
-    def _run_local(self, fn: Callable[[Trial], Any], trial: Trial) -> None:
-        try:
-            result = fn(trial)
-        except TrialPruned:
-            self._finish(trial, "pruned", None)
-        except Exception:
-            self._finish(trial, "failed", traceback.format_exc())
-        else:
-            self._finish(trial, "done", result)
 
     # --- results --------------------------------------------------------------------------
     def maximized(self, values: Mapping[str, float]) -> np.ndarray:

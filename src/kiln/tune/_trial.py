@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kiln.tune._client import RemoteStudy
     from kiln.tune._study import Study
 
 
@@ -43,7 +44,7 @@ class Trial:
     started: float = field(default_factory=time.time)
     heartbeat: float = field(default_factory=time.time)
     finished: float | None = None
-    _study: Study | None = field(default=None, repr=False, compare=False)
+    _study: Study | RemoteStudy | None = field(default=None, repr=False, compare=False)
 
     def report(self, step: int, values: dict[str, float] | float) -> None:
         """Record intermediate objective values at `step` (an epoch, say); raises `TrialPruned`

@@ -1,9 +1,10 @@
-"""Local workers for `Study.optimize`: threads, or one process per GPU.
+"""Workers for `Study.optimize` (and a remote study's): threads, or one process per GPU.
 
 Every worker is a thread of the calling process that asks the study for a trial, runs it and
-tells the result. In process mode the thread hands the trial to its own child process (spawned,
-with its own CUDA_VISIBLE_DEVICES) and relays `trial.report` calls, so the study, its sampler
-and its pruner live in one place and need no locking across processes.
+tells the result, while a `Heartbeat` thread keeps the running trials alive. In process mode the
+thread hands the trial to its own child process (spawned, with its own CUDA_VISIBLE_DEVICES) and
+relays `trial.report` calls, so the study, its sampler and its pruner live in one place and need
+no locking across processes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,40 @@ import pickle
 import threading
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kiln.tune._trial import Trial, TrialPruned
+from kiln.tune._heartbeat import Heartbeat
+from kiln.tune._trial import Trial, TrialPruned, TrialState
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from kiln.tune._study import Study
+
+class Driven(Protocol):
+    """What workers need of a study: `Study` in this process, or a `RemoteStudy` over HTTP."""
+
+    stale_after: float
+
+    def ask(self) -> Trial: ...
+
+    def heartbeat(self, *trials: Trial | int) -> None: ...
+
+    def _report(self, trial: Trial, step: int, values: dict[str, float] | float) -> None: ...
+
+    def tell(
+        self, trial: Trial | int, values: Any = None, *, state: Any = None, error: str | None = None
+    ) -> Trial: ...
+
+
+def finish(study: Driven, trial: Trial, outcome: str, payload: Any) -> None:
+    """Tell ``study`` how a worker's trial ended: "done" (payload: its values), "pruned", or
+    "failed" (payload: the error)."""
+    if outcome == "done":
+        study.tell(trial, payload)
+    elif outcome == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAILED, error=str(payload))
 
 
 def gpu_count() -> int:
@@ -40,7 +67,7 @@ def worker_env(index: int, gpus: int) -> dict[str, str]:
 
 
 def run_workers(
-    study: Study, fn: Callable[[Trial], Any], trials: int, workers: int | None,
+    study: Driven, fn: Callable[[Trial], Any], trials: int, workers: int | None,
     processes: bool | None,
 ) -> None:  # fmt: skip
     gpus = gpu_count()
@@ -62,10 +89,11 @@ def run_workers(
             child = _Child(fn, worker_env(index, gpus)) if processes else None
             while not errors and take():
                 trial = study.ask()
-                if child is None:
-                    study._run_local(fn, trial)
-                else:
-                    child.run(study, trial)
+                with beats.running(trial.number):
+                    if child is None:
+                        run_local(study, fn, trial)
+                    else:
+                        child.run(study, trial)
         except BaseException as e:  # the study itself broke (not a trial): stop every worker
             errors.append(e)
         finally:
@@ -73,12 +101,24 @@ def run_workers(
                 child.close()
 
     threads = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with Heartbeat(lambda numbers: study.heartbeat(*numbers), study.stale_after / 4) as beats:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     if errors:
         raise errors[0]
+
+
+def run_local(study: Driven, fn: Callable[[Trial], Any], trial: Trial) -> None:
+    try:
+        result = fn(trial)
+    except TrialPruned:
+        finish(study, trial, "pruned", None)
+    except Exception:
+        finish(study, trial, "failed", traceback.format_exc())
+    else:
+        finish(study, trial, "done", result)
 
 
 class _RemoteTrial(Trial):
@@ -132,7 +172,7 @@ class _Child:
                                  daemon=True)  # fmt: skip
         self._proc.start()
 
-    def run(self, study: Study, trial: Trial) -> None:
+    def run(self, study: Driven, trial: Trial) -> None:
         self._conn.send((trial.number, trial.params))
         while True:
             try:
@@ -140,10 +180,10 @@ class _Child:
             except EOFError:  # the child died (out of memory, a segfault): restart it
                 code = self._proc.exitcode
                 self._start()
-                study._finish(trial, "failed", f"worker process died (exit code {code})")
+                finish(study, trial, "failed", f"worker process died (exit code {code})")
                 return
             if message[0] != "report":
-                study._finish(trial, message[0], message[1])
+                finish(study, trial, message[0], message[1])
                 return
             try:
                 study._report(trial, message[1], message[2])

@@ -1,0 +1,80 @@
+"""AOTInductor: one ahead-of-time compiled package per fixed batch size.
+
+A package is a ``.pt2`` file with the compiled kernels and the (frozen) weights for one device
+kind; loading it takes seconds, so a server cold-starts without compiling. Inductor freezing
+turns the weights into constants (constant folding, conv + BatchNorm folding, layout
+optimization: channels_last for convolutions); max-autotune benchmarks kernel candidates (Triton
+templates with fused epilogues, cuBLAS/cuDNN) per shape, where small batches gain the most.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kiln.deploy._cuda_graph import Runner
+
+# autotune="small" autotunes batch sizes up to this: batch 1 only, the latency that max-autotune
+# helps most. Each autotuned build takes minutes of GPU timing and they run one at a time, so
+# every size added here lengthens the whole build by about one such build.
+SMALL_BATCH = 1
+
+
+def inductor_options(device: torch.device, batch_size: int, autotune: str,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The Inductor configuration for one package; ``autotune`` is "none", "small" or "all";
+    ``overrides`` (``torch._inductor.config`` names) win."""
+    options: dict[str, Any] = {"freezing": True}
+    if device.type == "cuda":
+        options["triton.cudagraphs"] = False  # kiln captures the whole call itself
+        if autotune == "all" or (autotune == "small" and batch_size <= SMALL_BATCH):
+            options.update({
+                "max_autotune": True,
+                "max_autotune_gemm_backends": "ATEN,TRITON",
+                # Triton conv templates: "no gains on H100" (Inductor's own note), long builds
+                "max_autotune_conv_backends": "ATEN",
+                "conv_1x1_as_mm": True,  # 1x1 convolutions as GEMMs with fused epilogues
+            })  # fmt: skip
+    return {**options, **(overrides or {})}
+
+
+def build_package(
+    module: nn.Module, example: torch.Tensor, path: Path, options: dict[str, Any]
+) -> Path:
+    """Compile ``module`` for inputs shaped like ``example`` (a static shape) into ``path``."""
+    program = torch.export.export(module, (example,))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        out = torch._inductor.aoti_compile_and_package(
+            program, package_path=str(path), inductor_configs=options
+        )
+    return Path(out)
+
+
+def load_package(path: Path, device: torch.device) -> Runner:
+    """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
+    index = device.index if device.type == "cuda" and device.index is not None else -1
+    compiled = torch._inductor.aoti_load_package(
+        str(path), run_single_threaded=True, device_index=index
+    )
+    boxed = getattr(getattr(compiled, "loader", None), "boxed_run", None)
+    if boxed is None:  # older runtimes: the pytree-flattening __call__
+        return lambda x: compiled(x)
+    return lambda x: boxed([x])[0]
+
+
+def jit_compile(module: nn.Module, example: torch.Tensor, options: dict[str, Any]) -> Runner:
+    """The same Inductor build in this process (``torch.compile`` of the static program), for
+    machines where AOTInductor cannot build a package (no C++ toolchain or CUDA headers).
+    It compiles on the first call."""
+    static = torch.export.export(module, (example,)).module()  # a graph of its own per size
+    compiled = torch.compile(static, options=options, dynamic=False, fullgraph=True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # freezing applies to inference only
+            return compiled(x)
+
+    return run

@@ -1,0 +1,27 @@
+"""``python -m kiln.deploy._aoti_worker PROGRAM OPTIONS_JSON PACKAGE``: one AOTInductor build.
+
+Run by ``kiln.deploy._builds`` in a process of its own; exits non-zero with the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from kiln.deploy._check import strict_fp32
+
+
+def main(argv: list[str]) -> int:
+    program_path, options, package = argv
+    program = torch.export.load(program_path)
+    with strict_fp32(), torch.no_grad():  # fp32 programs compile without TF32, as in-process
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=package, inductor_configs=json.loads(options)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,328 @@
+"""``kiln.deploy.optimize``: a trained model -> an ``Engine`` for fixed batch sizes.
+
+The pipeline reads top to bottom: capture once (``torch.export``), apply the passes (fold
+BatchNorm, precision, channels_last, fp8, image input), each checked against the original
+model, then one runner per batch size: an AOTInductor package (compiled with freezing) or the
+eager module, captured in a CUDA graph on GPUs. The packages' static programs are re-exports of
+the transformed graph, not new captures of the user's model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.export import ExportedProgram
+
+from kiln.deploy._aoti import inductor_options, jit_compile, load_package
+from kiln.deploy._builds import build_packages, default_jobs
+from kiln.deploy._capture import capture, eval_mode, single_output, tile
+from kiln.deploy._check import Check, check, strict_fp32
+from kiln.deploy._cuda_graph import Runner, graph_runner
+from kiln.deploy._engine import Engine
+from kiln.deploy._fold import FoldBatchNorm
+from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
+from kiln.deploy._image_input import ImageInput
+from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
+from kiln.deploy._precision import Precision
+from kiln.deploy._progress import Progress
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+              "fp8": torch.bfloat16}  # fmt: skip
+# the error a runner may add to the passes' (compiled kernels reassociate sums)
+RUNNER_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 5e-3, "fp8": 5e-2}
+AUTOTUNE = ("none", "small", "all")
+CAPTURE_TOLERANCE = 1e-5
+
+
+@dataclass
+class Source:
+    """What an engine was built from; ``kiln.deploy.save`` writes it to a repository."""
+
+    model: nn.Module  # the original model (fp32, eval mode)
+    program: ExportedProgram  # its capture, any batch size
+    example: torch.Tensor  # a model input (CPU, a few rows)
+    options: dict[str, Any]  # optimize's arguments, as JSON
+    inputs: torch.Tensor  # engine inputs (images with image=), CPU, a few rows
+    reference: torch.Tensor  # the original model's outputs for them
+    outputs: torch.Tensor = field(default_factory=lambda: torch.empty(0))  # the engine's
+    packages: dict[int, Path] = field(default_factory=dict)  # batch size -> AOTI package
+    workdir: Any = None  # keeps the packages' temporary folder alive
+
+
+def optimize(
+    model: nn.Module,
+    example: torch.Tensor,
+    precision: str = "fp16",
+    batch_sizes: Sequence[int] = (1, 8, 64, 256),
+    device: str | torch.device | None = None,
+    image: dict[str, Any] | None = None,
+    *,
+    compile: bool | None = None,
+    autotune: str = "small",
+    tolerance: float | None = None,
+    fold: bool = True,
+    cuda_graphs: bool = True,
+    jobs: int | None = None,
+    inductor: dict[str, Any] | None = None,
+    verbose: bool | None = None,
+) -> Engine:
+    """Optimize ``model`` for inference on ``device`` at fixed ``batch_sizes``.
+
+    ``example``: a batch the model takes (its values drive the checks). ``precision``: "fp32",
+    "bf16", "fp16" or "fp8" (torchao, GPUs of compute capability >= 8.9). ``image``: with
+    ``{"mean": [...], "std": [...]}`` the engine takes uint8 (N, H, W, C) images and normalizes
+    them inside. ``compile``: AOTInductor packages (default: on CUDA; on CPU the checked eager
+    module runs, as a C++ build takes a while). ``autotune``: Inductor's max-autotune for
+    "small" (batch size 1 only), "all" or "none" of the packages. It times kernel candidates
+    on the GPU, one autotuned build at a time, so each autotuned size adds minutes to the
+    build (ResNet-50 on an H100: more than the untuned builds together); it pays most at batch
+    1, where latency is the goal. "all" trades build time for large-batch throughput, "none"
+    builds fastest. ``tolerance``: the relative error the precision may add (default: fp16
+    5e-3, bf16 3e-2). ``jobs``: packages built in parallel processes, the autotuned first and
+    then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
+    ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
+    ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
+    each pass with its error, each package build, the runners) with its seconds to stderr
+    (default: when compiling, which takes minutes). Whatever it is, ``engine.info["timings"]``
+    holds each phase's seconds. The original model is left as it was.
+    """
+    _check_example(example)
+    options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold)
+    options.update(cuda_graphs=cuda_graphs, jobs=jobs, inductor=inductor or {})
+    device = resolve_device(
+        torch.device(device) if device is not None else _device_of(model, example)
+    )
+    if options["compile"] is None:
+        options["compile"] = device.type == "cuda"
+    if precision == "fp8" and (reason := fp8_unsupported(device)):
+        raise ValueError(f"precision='fp8' is not available here: {reason}. Use 'bf16' or 'fp16'.")
+    progress = Progress(options["compile"] if verbose is None else verbose)
+    try:
+        return _build(model, example, device, options, progress)
+    finally:
+        progress.close()
+
+
+def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
+           options: dict[str, Any], progress: Progress) -> Engine:  # fmt: skip
+    sizes = options["batch_sizes"]
+    progress.log(f"optimize: {options['precision']} on {device}, batch sizes {sizes}, "
+                 f"compile={options['compile']}, autotune={options['autotune']!r}")  # fmt: skip
+    original = eval_mode(_snapshot(model, device))
+    with strict_fp32(benchmark=True), torch.no_grad():
+        with progress.phase("capture", "capture (torch.export)"):
+            program = capture(original, example.to(device))
+        module: nn.Module = program.module()
+        passes = _passes(options, device, module, example)
+        x, x_engine = _check_inputs(example.to(device), max(sizes), passes)
+        reference = single_output(original(x), model)
+        module, checks, budget = _apply(module, passes, x, x_engine, reference, progress)
+        rows = min(len(example), 8)
+        source = Source(original, program, example[:rows].detach().cpu(), options,
+                        x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
+        runners, runner_check = _runners(module, x_engine, reference, device, options, source,
+                                         budget, progress)  # fmt: skip
+    info = {
+        "precision": options["precision"], "device": str(device), "compiled": options["compile"],
+        "cuda_graphs": device.type == "cuda" and options["cuda_graphs"],
+        "image": options["image"], "passes": [*checks, runner_check],
+        "max_abs_error": runner_check["max_abs"], "rel_error": runner_check["rel"],
+        "build_s": round(time.perf_counter() - progress.started, 2),
+        "timings": progress.timings,  # "total" lands when optimize returns
+    }  # fmt: skip
+    engine = Engine(runners, tuple(x_engine.shape[1:]), x_engine.dtype, device, info=info,
+                    source=source)  # fmt: skip
+    source.outputs = engine(source.inputs).cpu()
+    return engine
+
+
+def _check_inputs(
+    example: torch.Tensor, rows: int, passes: list[Pass]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The checks' inputs: for the model, and for the engine (random images with image=)."""
+    x = tile(example, rows)
+    images = next((p for p in passes if isinstance(p, ImageInput)), None)
+    if images is None:
+        return x, x
+    x_images = images.images_like(x)
+    return images.normalize.to(x.device)(x_images), x_images
+
+
+def _apply(
+    module: nn.Module, passes: list[Pass], x: torch.Tensor, x_engine: torch.Tensor,
+    reference: torch.Tensor, progress: Progress,
+) -> tuple[nn.Module, list[dict[str, Any]], float]:  # fmt: skip
+    """Apply ``passes`` in order, each checked against the original model's ``reference``
+    within the sum of the tolerances so far. Returns the module, the checks and that sum."""
+    checks = [_entry(check("capture", module(x), reference, CAPTURE_TOLERANCE), None)]
+    budget = CAPTURE_TOLERANCE
+    for p in passes:
+        started = time.perf_counter()
+        progress.status(f"pass {p.name}")
+        module = p.apply(module)
+        if isinstance(p, ImageInput):  # from here on the module takes the engine's input
+            x = x_engine
+        budget += p.tolerance
+        checks.append(_entry(check(p.name, module(x), reference, budget), p))
+        progress.record(f"pass_{p.name}", time.perf_counter() - started)
+        progress.log(f"pass {p.name}: rel err {checks[-1]['rel']:.3g} (<= {budget:.3g}) "
+                     f"in {progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
+    return module, checks, budget
+
+
+def _runners(
+    module: nn.Module, x: torch.Tensor, reference: torch.Tensor, device: torch.device,
+    options: dict[str, Any], source: Source, budget: float, progress: Progress,
+) -> tuple[dict[int, Runner], dict[str, Any]]:  # fmt: skip
+    """One runner per batch size, each checked on the first rows of ``x``."""
+    sizes, compiled = options["batch_sizes"], options["compile"]
+    tolerance = budget + RUNNER_TOLERANCE[options["precision"]] if compiled else budget
+    started = time.perf_counter()
+    if compiled:
+        source.workdir = tempfile.TemporaryDirectory(prefix="kiln-deploy-")
+        with progress.phase("packages", f"AOTInductor packages for batch sizes {sizes}"):
+            source.packages = _packages(module, x, device, options, Path(source.workdir.name),
+                                        progress)  # fmt: skip
+    compile_s = time.perf_counter() - started
+    runners: dict[int, Runner] = {}
+    worst = Check("", 0.0, 0.0, tolerance)
+    graphs = device.type == "cuda" and options["cuda_graphs"]
+    steps = ["package" if source.packages else "compile" if compiled else "eager"]
+    what = ", ".join([*steps, *(["CUDA graph"] if graphs else []), "check"])
+    with progress.phase("runners", f"runners ({what}) for batch sizes {sizes}"):
+        pool = None
+        for size in sizes:
+            size_started = time.perf_counter()
+            if size in source.packages:
+                run = load_package(source.packages[size], device)
+            elif compiled:
+                run = jit_compile(module, x[:size], _inductor(device, size, options))
+            else:
+                run = _eager(module)
+            if graphs:
+                run = graph_runner(run, x[:size], pool)
+                pool = run.pool  # type: ignore[attr-defined]
+            runners[size] = run
+            name = f"{'compiled' if compiled else 'eager'} batch {size}"
+            result = check(name, run(x[:size]), reference[:size], tolerance)
+            worst = max(worst, result, key=lambda c: c.rel)
+            progress.log(f"batch {size}: runner ready ({what}: rel err {result.rel:.3g}) in "
+                         f"{time.perf_counter() - size_started:.1f} s")  # fmt: skip
+    kind = ("aoti_compile" if source.packages else "inductor_jit") if compiled else "eager"
+    entry = {**_entry(worst, None), "name": kind,
+             "batch_sizes": sizes, "compile_s": round(compile_s, 1)}  # fmt: skip
+    return runners, entry
+
+
+def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
+              options: dict[str, Any], folder: Path,
+              progress: Progress) -> dict[int, Path]:  # fmt: skip
+    """AOTInductor packages per batch size; none (with a warning) where they cannot be built."""
+    sizes = options["batch_sizes"]
+    jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao's tensors: in-process
+    jobs = default_jobs(device, len(sizes)) if jobs is None else jobs
+    configs = {s: _inductor(device, s, options) for s in sizes}
+    try:
+        progress.log(f"building {len(sizes)} packages, {jobs} at a time")
+        return build_packages(module, {s: x[:s] for s in sizes}, configs, folder, jobs, progress)
+    except Exception as e:  # a missing toolchain shows up as many error types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        warnings.warn(
+            f"AOTInductor could not build packages ({type(e).__name__}: {first[:300]}); "
+            f"compiling with torch.compile in this process instead. The engine is as fast, "
+            f"but kiln.deploy.save stores no packages, so kiln.deploy.load compiles again.",
+            stacklevel=3,
+        )
+        return {}
+
+
+def _inductor(device: torch.device, size: int, options: dict[str, Any]) -> dict[str, Any]:
+    return inductor_options(device, size, options["autotune"], options["inductor"])
+
+
+def _eager(module: nn.Module) -> Runner:
+    @torch.inference_mode()
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return module(batch)
+
+    return run
+
+
+def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
+            example: torch.Tensor) -> list[Pass]:  # fmt: skip
+    precision = options["precision"]
+    passes: list[Pass] = [FoldBatchNorm()] if options["fold"] else []
+    if precision != "fp32":
+        passes.append(Precision(PRECISIONS[precision], options["tolerance"]))
+    if device.type == "cuda" and has_conv2d(module):
+        passes.append(ChannelsLast())
+    if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
+        passes.append(Float8Linear())
+    if options["image"] is not None:
+        if example.dim() != 4:
+            raise ValueError(
+                f"image= is for models that take (N, C, H, W) images. Received: an example "
+                f"of shape {tuple(example.shape)}."
+            )
+        passes.append(ImageInput(options["image"], example.shape[1]))
+        options["image"] = passes[-1].image  # type: ignore[attr-defined]
+    return passes
+
+
+def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
+    entry = {k: (float(f"{v:.4g}") if isinstance(v, float) else v)
+             for k, v in result.as_dict().items()}  # fmt: skip
+    return {**entry, **(p.describe() if p is not None else {})}
+
+
+def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] | None,
+             compile: bool | None, autotune: str, tolerance: float | None,
+             fold: bool) -> dict[str, Any]:  # fmt: skip
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
+                         f"Received: precision={precision!r}.")  # fmt: skip
+    sizes = sorted(set(batch_sizes)) if batch_sizes else []
+    if not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ValueError(f"batch_sizes must be positive integers, at least one. "
+                         f"Received: batch_sizes={batch_sizes!r}.")  # fmt: skip
+    if autotune not in AUTOTUNE:
+        raise ValueError(f"autotune must be one of {', '.join(AUTOTUNE)}. "
+                         f"Received: autotune={autotune!r}.")  # fmt: skip
+    if tolerance is not None and not tolerance > 0:
+        raise ValueError(f"tolerance must be > 0. Received: tolerance={tolerance!r}.")
+    return {"precision": precision, "batch_sizes": sizes, "image": image, "compile": compile,
+            "autotune": autotune, "tolerance": tolerance, "fold": fold}  # fmt: skip
+
+
+def _check_example(example: Any) -> None:
+    if not isinstance(example, torch.Tensor) or example.dim() < 1 or len(example) == 0:
+        shape = tuple(example.shape) if isinstance(example, torch.Tensor) else type(example)
+        raise ValueError(
+            f"example must be a tensor batch of at least one sample, shaped (N, ...) as the "
+            f"model takes it. Received: {shape}."
+        )
+
+
+def _device_of(model: nn.Module, example: torch.Tensor) -> torch.device:
+    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+    return tensor.device if tensor is not None else example.device
+
+
+def resolve_device(device: torch.device) -> torch.device:
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _snapshot(model: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``model`` on ``device``: the engine and what ``save`` writes are a snapshot,
+    whatever happens to the caller's model later (training on, moving it)."""
+    return copy_module(model).to(device)

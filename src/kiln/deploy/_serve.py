@@ -1,0 +1,92 @@
+"""``serve``: run the inference app with uvicorn until interrupted."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kiln._extras import require
+from kiln.deploy._inference_app import Engines, inference_app
+
+
+def serve(
+    engines: Engines,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    max_delay_ms: float = 1.0,
+    max_queue: int = 1024,
+    max_body_bytes: int = 64 << 20,
+    store: Any = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve ``engines`` (name -> Engine, or a function loading them) at http://host:port.
+
+    Listening beyond loopback turns on API tokens (``kiln token create``) of ``store`` (a
+    ``kiln.track.Store``, URL or None for ``$KILN_STORE``/``kiln.db``). Loading fails the
+    server: it stops and this raises ``SystemExit`` with the error.
+    """
+    uvicorn = require("uvicorn", "serve")
+    from kiln.server._serve import is_loopback
+
+    token_required = not is_loopback(host)
+    if token_required:
+        from kiln.track import Store
+
+        store = store if isinstance(store, Store) else Store(store)
+        if not store.has_tokens():
+            raise SystemExit(
+                f"kiln serve: listening on {host} (beyond this machine) requires an API token, "
+                "and the store has none. Create one with `kiln token create`, or listen on "
+                "127.0.0.1 (the default)."
+            )
+    server: Any = None
+
+    def stop(error: BaseException) -> None:
+        server.should_exit = True
+
+    app = inference_app(
+        engines,
+        max_delay_ms=max_delay_ms,
+        max_queue=max_queue,
+        max_body_bytes=max_body_bytes,
+        token_required=token_required,
+        store=store,
+        on_load_error=stop,
+    )
+    # uvloop and httptools when installed ("auto"); no access log: it costs per request
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, backlog=4096
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if app.state.load_error:
+        raise SystemExit(f"kiln serve: {app.state.load_error}")
+
+
+@contextmanager
+def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread; yields its URL (tests, benchmarks)."""
+    uvicorn = require("uvicorn", "serve")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=4096)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the inference server did not start (see the log above)")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

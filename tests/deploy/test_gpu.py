@@ -1,0 +1,94 @@
+"""kiln.deploy on a CUDA GPU: compiled engines, CUDA graphs, the repository's packages, fp8.
+
+Run on a GPU machine: ``python -m pytest tests/deploy -m gpu`` (skipped without CUDA).
+"""
+
+from importlib.util import find_spec
+
+import pytest
+import torch
+
+import kiln
+import kiln.deploy as deploy
+
+from .conftest import MLP, make_conv_net, rel_error
+
+pytestmark = pytest.mark.gpu
+IMAGE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def _images(n: int) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 8, 8, 3), dtype=torch.uint8, device="cuda")
+
+
+def _reference(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    mean, std = (torch.tensor(IMAGE[k], device="cuda") for k in ("mean", "std"))
+    x = ((pixels.float() / 255 - mean) / std).permute(0, 3, 1, 2)
+    with deploy._check.strict_fp32(), torch.no_grad():
+        return model(x)
+
+
+def test_compiled_fp16_image_engine_matches_saves_and_cold_loads(tmp_path, record_property):
+    model = make_conv_net().cuda()
+    engine = deploy.optimize(model, torch.randn(4, 3, 8, 8, device="cuda"), "fp16", (1, 4),
+                             image=IMAGE, autotune="none")  # fmt: skip
+    info = engine.info
+    assert info["compiled"] and info["cuda_graphs"] and engine.device.type == "cuda"
+    assert "channels_last" in [p["name"] for p in info["passes"]]
+    record_property("measured", f"fp16 build {info['build_s']} s, rel error {info['rel_error']}")
+    pixels = _images(6)  # 4 + 2 padded to 4
+    out = engine(pixels)
+    assert out.dtype == torch.float32 and rel_error(out, _reference(model, pixels)) <= 1e-2
+    kept = out.clone()
+    engine(_images(6))  # outputs are fresh tensors, not the graph's static buffer
+    torch.testing.assert_close(out, kept, rtol=0, atol=0)
+    onnx = all(find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+    folder = deploy.save(engine, tmp_path, "conv", onnx=onnx)  # ONNX from a CUDA capture
+    assert sorted(p.name for p in (folder / "aoti").iterdir()) == ["batch_1.pt2", "batch_4.pt2"]
+    loaded = deploy.load(folder)
+    assert loaded.info["compiled"] and loaded.device == engine.device
+    torch.testing.assert_close(loaded(pixels), out, rtol=1e-3, atol=1e-3)
+
+
+def test_fp32_cuda_graph_engine_stays_fp32_when_tf32_is_switched_on_later():
+    model = make_conv_net().cuda()
+    engine = deploy.optimize(model, torch.randn(4, 3, 8, 8, device="cuda"), "fp32", (4,),
+                             compile=False)  # fmt: skip
+    x = torch.randn(4, 3, 8, 8, device="cuda")
+    with deploy._check.strict_fp32(), torch.no_grad():
+        reference = model(x)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert rel_error(engine(x), reference) <= 1e-5  # kernels were captured with TF32 off
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_resnet50_fp16_is_within_1e_3_of_fp32():
+    model = kiln.zoo.create_model("resnet50").eval().cuda()
+    engine = deploy.optimize(model, torch.randn(8, 3, 224, 224, device="cuda"), "fp16", (8,),
+                             compile=False)  # fmt: skip
+    x = torch.randn(8, 3, 224, 224, device="cuda")
+    with deploy._check.strict_fp32(), torch.no_grad():
+        reference = model(x)
+    assert rel_error(engine(x), reference) <= 1e-3
+
+
+def test_fp8_runs_where_torchao_supports_the_card_and_says_why_not_elsewhere():
+    class Wide(MLP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(64, 128), torch.nn.Linear(128, 32)
+
+    model, x = Wide().eval().cuda(), torch.randn(16, 64, device="cuda")
+    if torch.cuda.get_device_capability() < (8, 9):
+        with pytest.raises(ValueError, match=r"compute capability >= 8\.9"):
+            deploy.optimize(model, x, "fp8", (16,))
+        return
+    pytest.importorskip("torchao")
+    engine = deploy.optimize(model, x, "fp8", (16,), autotune="none")
+    fp8 = next(p for p in engine.info["passes"] if p["name"] == "fp8_linear")
+    assert fp8["quantized"]  # at least one linear runs in float8
+    with torch.no_grad():
+        assert rel_error(engine(x), model(x)) <= 0.1

@@ -1,0 +1,85 @@
+"""kiln.deploy.optimize on the CPU: the engine's outputs match the original model."""
+
+import pytest
+import torch
+
+import kiln.deploy as deploy
+from kiln.deploy import PassRejected
+
+from .conftest import rel_error
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 3e-2)])
+@pytest.mark.parametrize("model_name", ["conv_net", "mlp"])
+def test_engine_outputs_match_the_original_model(request, model_name, precision, tolerance):
+    model = request.getfixturevalue(model_name)
+    shape = (3, 8, 8) if model_name == "conv_net" else (6,)
+    example = torch.randn(2, *shape)
+    engine = deploy.optimize(model, example, precision, batch_sizes=(1, 4))
+    x = torch.randn(7, *shape)  # 4 + 3 (padded to 4)
+    out = engine(x)
+    assert out.dtype == torch.float32 and out.shape == (7, model(x).shape[1])
+    assert rel_error(out, model(x).detach()) <= tolerance
+    info = engine.info
+    assert info["precision"] == precision and info["compiled"] is False
+    names = [p["name"] for p in info["passes"]]
+    expected = ["capture", "fold_batchnorm"] + ([precision] if precision != "fp32" else [])
+    assert names == [*expected, "eager"]
+    assert all(p["rel"] <= p["tolerance"] for p in info["passes"])
+    assert info["rel_error"] == info["passes"][-1]["rel"] <= tolerance
+
+
+def test_the_original_model_is_left_as_it_was(conv_net, images):
+    before = conv_net(images).detach()
+    deploy.optimize(conv_net, images, "bf16", batch_sizes=(2,))
+    assert next(conv_net.parameters()).dtype == torch.float32
+    torch.testing.assert_close(conv_net(images), before, rtol=0, atol=0)
+
+
+def test_image_engine_takes_uint8_nhwc_and_normalizes_inside(conv_net, images):
+    image = {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
+    engine = deploy.optimize(conv_net, images, "fp32", batch_sizes=(1, 4), image=image)
+    assert engine.input_shape == (8, 8, 3) and engine.input_dtype == torch.uint8
+    pixels = torch.randint(0, 256, (5, 8, 8, 3), dtype=torch.uint8)
+    mean, std = torch.tensor(image["mean"]), torch.tensor(image["std"])
+    x = ((pixels.float() / 255 - mean) / std).permute(0, 3, 1, 2)  # by hand, as torchvision
+    assert rel_error(engine(pixels), conv_net(x).detach()) <= 1e-5
+    assert engine.info["image"] == image
+    assert [p["name"] for p in engine.info["passes"]][-2] == "image_input"
+
+
+def test_a_pass_past_its_tolerance_is_refused_naming_it(mlp):
+    # the budget adds up: capture 1e-5 + fold 1e-5 + bf16 (here 1e-9)
+    with pytest.raises(PassRejected, match=r"'bf16' pass .* must be <= 2\.0001e-05\. Received"):
+        deploy.optimize(mlp, torch.randn(4, 6), "bf16", batch_sizes=(4,), tolerance=1e-9)
+
+
+def test_unknown_precision_wrong_sizes_and_fp8_on_cpu_are_clear_errors(mlp, conv_net, images):
+    x = torch.randn(2, 6)
+    with pytest.raises(ValueError, match=r"fp32, bf16, fp16, fp8\. Received: precision='int3'"):
+        deploy.optimize(mlp, x, "int3")
+    with pytest.raises(ValueError, match=r"Received: batch_sizes=\(0, 4\)"):
+        deploy.optimize(mlp, x, "fp32", batch_sizes=(0, 4))
+    with pytest.raises(ValueError, match=r"fp8 needs an NVIDIA GPU .* the device is cpu"):
+        deploy.optimize(mlp, x, "fp8")
+    with pytest.raises(ValueError, match=r"at least one sample.*Received: \(0, 6\)"):
+        deploy.optimize(mlp, x[:0], "fp32")
+    with pytest.raises(ValueError, match=r"image\['std'\] must hold 3 value.*Received: \[1, 2\]"):
+        deploy.optimize(conv_net, images, "fp32", image={"std": [1, 2]})
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\) images. Received: .* shape \(2, 6\)"):
+        deploy.optimize(mlp, x, "fp32", image={})
+
+
+def test_engine_refuses_a_wrong_shape(mlp):
+    engine = deploy.optimize(mlp, torch.randn(2, 6), "fp32", batch_sizes=(2,))
+    with pytest.raises(ValueError, match=r"shape \(N, 6\).*Received: shape \(2, 5\)"):
+        engine(torch.randn(2, 5))
+
+
+def test_a_model_returning_a_tuple_is_refused():
+    class Two(torch.nn.Module):
+        def forward(self, x):
+            return x, x
+
+    with pytest.raises(TypeError, match=r"single tensor\. Received: tuple from Two"):
+        deploy.optimize(Two(), torch.randn(2, 3), "fp32")

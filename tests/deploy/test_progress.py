@@ -1,0 +1,83 @@
+"""optimize says what it does and how long each part took: log lines, and engine.info["timings"].
+
+The package builds are stand-ins here (a C++ build takes ~30 s on a CPU; the slow test in
+test_repository.py builds a real one): each sleeps a known time, so the timings have an oracle.
+"""
+
+import io
+import json
+import re
+import sys
+import time
+
+import torch
+
+from kiln import deploy
+from kiln.deploy._builds import Board, _run_all
+from kiln.deploy._progress import Progress
+
+BUILD_S = 0.2
+
+
+def _fake_packages(monkeypatch):
+    """build_package writes a file after BUILD_S s; load_package runs the module it was given."""
+    built = {}
+
+    def build_package(module, example, path, options):
+        time.sleep(BUILD_S)
+        path.write_bytes(b"stand-in")
+        built[str(path)] = module
+        return path
+
+    def load_package(path, device):
+        module = built[str(path)]
+        return lambda x: module(x)
+
+    monkeypatch.setattr("kiln.deploy._builds.build_package", build_package)
+    monkeypatch.setattr("kiln.deploy._optimize.load_package", load_package)
+
+
+def test_optimize_logs_every_phase_and_one_line_per_package(mlp, monkeypatch, capfd, tmp_path):
+    _fake_packages(monkeypatch)
+    engine = deploy.optimize(mlp, torch.randn(2, 6), "fp16", (1, 4), compile=True, jobs=1)
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    assert all(re.match(r"^\[kiln\.deploy \d\d:\d\d:\d\d \+ *\d+\.\d+s\] ", line) for line in lines)
+    for phase in ("capture (torch.export): done in", "pass fold_batchnorm: rel err",
+                  "pass fp16: rel err", "batch 4: runner ready (package, check"):  # fmt: skip
+        assert phase in err, err
+    built = [line for line in lines if "package built in" in line]
+    assert [re.search(r"batch (\d+):", line)[1] for line in built] == ["4", "1"]  # largest first
+    assert float(re.search(r"built in ([\d.]+) s", built[0])[1]) >= BUILD_S - 0.05
+    timings = engine.info["timings"]
+    expected = {"capture", "pass_fold_batchnorm", "pass_fp16", "packages", "package_1",
+                "package_4", "runners", "total"}  # fmt: skip
+    assert set(timings) == expected and min(timings.values()) >= 0
+    assert timings["package_1"] >= BUILD_S - 0.05 and timings["package_4"] >= BUILD_S - 0.05
+    assert timings["packages"] >= timings["package_1"] + timings["package_4"]  # one at a time
+    assert timings["total"] >= timings["capture"] + timings["packages"] + timings["runners"]
+    folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
+    assert json.loads((folder / "config.json").read_text())["timings"] == timings
+
+
+def test_verbose_false_prints_nothing_and_still_records_timings(mlp, capfd):
+    engine = deploy.optimize(mlp, torch.randn(2, 6), "fp32", (2,), verbose=False)
+    assert capfd.readouterr().err == ""
+    assert {"capture", "pass_fold_batchnorm", "runners", "total"} == set(engine.info["timings"])
+    engine = deploy.optimize(mlp, torch.randn(2, 6), "fp32", (2,))  # eager on a CPU: quiet
+    assert capfd.readouterr().err == ""
+
+
+def test_parallel_builds_start_together_autotuned_then_largest_first():
+    stream = io.StringIO()
+    sleep = [sys.executable, "-c", "import time; time.sleep(1.0)"]
+    started = time.perf_counter()
+    _run_all(
+        dict.fromkeys([1, 8, 64], sleep), {1}, jobs=3, board=Board(Progress(True, stream), {1})
+    )
+    wall = time.perf_counter() - started
+    events = re.findall(r"batch (\d+): package (build started|built)", stream.getvalue())
+    starts = [size for size, what in events if what == "build started"]
+    assert starts == ["1", "64", "8"]
+    assert [what for _, what in events[:3]] == ["build started"] * 3  # all three at once
+    assert wall < 2.5, f"3 one-second builds with jobs=3 ran one after another ({wall:.1f} s)"
