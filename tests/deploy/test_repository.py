@@ -121,7 +121,8 @@ def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
     assert (folder / "aoti" / "batch_2.pt2").is_file()
     loaded = deploy.load(folder)
     assert loaded.info["compiled"] is True and loaded.info["source"] == str(folder)
-    assert loaded.info["load_s"] > 0
+    # Loading runs no compiler: far below the build's own package time (the build took ~24 s).
+    assert 0 < loaded.info["load_s"] < timings["packages"] / 4
     x = torch.randn(3, 6)
     assert rel_error(loaded(x), mlp(x).detach()) <= 1e-5
     assert not [w for w in recwarn if "rebuilding" in str(w.message)]

@@ -244,7 +244,7 @@ def _from_packages(folder: Path, config: dict[str, Any], device: torch.device) -
     info.update(device=str(device), compiled=True, source=str(folder), cuda_graphs=cuda_graphs)
     engine = Engine(runners, shape, dtype, device, info=info)
     _check_reproduces(engine, folder, config)
-    info["load_s"] = round(time.perf_counter() - started, 2)
+    info["load_s"] = round(time.perf_counter() - started, 4)
     return engine
 
 
