@@ -149,3 +149,62 @@ def test_inference_builds_into_a_repository_once_and_serve_http_serves_it(tmp_pa
     assert row["errors"] == {} and row["requests"] > 0
     level = json.loads(next(line for line in done.stdout.splitlines() if '"level"' in line))
     assert level["level"]["requests"] == row["requests"]  # printed as soon as measured
+
+
+def _hypervolume_2d(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area that (accuracy up, latency down) points dominate above/left of `ref`, by a sweep."""
+    inside = sorted((ms, acc) for acc, ms in points if acc > ref[0] and ms < ref[1])
+    area, best = 0.0, ref[0]
+    for (ms, acc), nxt in zip(inside, [*(p[0] for p in inside[1:]), ref[1]]):
+        best = max(best, acc)
+        area += (nxt - ms) * (best - ref[0])
+    return area
+
+
+def test_tune_lenet_smoke_run_prunes_and_its_numbers_add_up(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tune_lenet.py"
+    # one budget for both runs, all of it used: the pruned run compares trial by trial
+    cmd = [sys.executable, str(script), "--smoke", "--budget-factor", "1", "--full-budget",
+           "--out", str(tmp_path)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    result = json.loads((tmp_path / "results.json").read_text())
+    base, pruned = result["runs"]["no_stopping"], result["runs"]["successive_halving"]
+    # same sampler and seed: trial i is the same configuration in both runs
+    assert [t["params"] for t in base["trials"]] == [t["params"] for t in pruned["trials"]]
+    assert (base["completed"], base["pruned"], base["epochs_trained"]) == (8, 0, 32)
+    assert pruned["pruned"] >= 1 and pruned["completed"] + pruned["pruned"] == 8
+    assert pruned["epochs_trained"] == sum(t["epochs"] for t in pruned["trials"]) < 32
+    # one seeded worker: a trial the pruner let finish ends exactly as without stopping
+    for a, b in zip(base["trials"], pruned["trials"]):
+        assert b["state"] == "pruned" or b["values"] == a["values"]
+    ref = result["reference"]
+    for r in (base, pruned):
+        done = [(t["values"]["accuracy"], t["values"]["latency_ms"]) for t in r["trials"]
+                if t["state"] == "completed"]  # fmt: skip
+        assert r["hypervolume"] == pytest.approx(
+            _hypervolume_2d(done, (ref["accuracy"], ref["latency_ms"]))
+        )
+        assert r["hypervolume"] > 0 and r["hv_curve"][-1][1] == pytest.approx(r["hypervolume"])
+        assert r["training_s"] == pytest.approx(sum(t["wall_s"] for t in r["trials"]))
+    bar = result["bar"]
+    assert bar["hv_ratio"] == pytest.approx(pruned["hypervolume"] / base["hypervolume"])
+    saving = 1 - pruned["training_s"] / base["training_s"]
+    assert bar["training_time_saving"] == pytest.approx(saving)
+    assert bar["reached"] == (pruned["hypervolume"] >= 0.99 * base["hypervolume"])
+    assert bar["met"] == (bar["reached"] and saving >= 0.4)
+    same = pruned["first_budget"]  # the whole run, here
+    assert same["trials"] == 8 and same["hypervolume"] == pytest.approx(pruned["hypervolume"])
+    # replayed on one worker, the same pruner makes the same decisions as the real run
+    used = result["pruner"]
+    replay = next(
+        r
+        for r in result["replays"]
+        if (r["min_step"], r["reduction"]) == (used["min_step"], used["reduction"])
+    )
+    assert replay["epochs"] == pruned["epochs_trained"]
+    assert replay["hypervolume"] == pytest.approx(pruned["hypervolume"])
+    for name in ("pareto_no_stopping", "pareto_successive_halving", "hypervolume_vs_time"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert re.search(r"^\| successive_halving \| 8 \| \d \| [1-9] \| 0 \|", run.stdout, re.M)

@@ -160,3 +160,20 @@ def test_process_workers_relay_reports_to_the_pruner():
     assert study.trials[0].intermediate == {1: {"number": 0.0}, 2: {"number": 0.0},
                                             3: {"number": 0.0}}  # fmt: skip
     assert study.trials[3].intermediate == {1: {"number": 3.0}}
+
+
+def test_stop_ends_the_run_once_it_holds_and_running_trials_finish():
+    study = Study({"x": Float(0.0, 1.0)}, {"y": "min"}, sampler=Sobol(seed=0))
+    asked = []
+
+    def stop(s):
+        asked.append(len(s.trials))
+        return any(t.values.get("y", 1.0) < 0.3 for t in s.completed())
+
+    study.optimize(lambda t: {"y": t.params["x"]}, trials=50, workers=1, stop=stop)
+    ys = [t.values["y"] for t in study.trials]
+    # one worker: it stops right after the first trial below 0.3, and asked before each trial
+    assert min(ys) < 0.3 and all(y >= 0.3 for y in ys[:-1]) and len(ys) < 50
+    assert asked == list(range(len(ys) + 1))
+    study.optimize(lambda t: {"y": 0.0}, trials=3, stop=lambda s: True)
+    assert len(study.trials) == len(ys)  # already met: nothing runs

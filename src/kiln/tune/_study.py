@@ -312,15 +312,20 @@ class Study:
         trials: int,
         workers: int | None = None,
         processes: bool | None = None,
+        stop: Callable[[Study], bool] | None = None,
     ) -> None:
         """Run `fn(trial)` for `trials` new trials on `workers` parallel workers.
 
         Workers are threads on a CPU; with CUDA GPUs they default to one process per GPU, each
         seeing only its own (CUDA_VISIBLE_DEVICES). A trial that raises is recorded as failed
-        with its traceback and the study goes on; `TrialPruned` records it as pruned."""
+        with its traceback and the study goes on; `TrialPruned` records it as pruned.
+        `stop(study)`, when given, is asked before each new trial: once it returns True no
+        trial starts (a hypervolume target reached, say); those running finish."""
         from kiln.tune._workers import run_workers
 
-        run_workers(self, fn, trials, workers, processes)
+        run_workers(
+            self, fn, trials, workers, processes, None if stop is None else lambda: stop(self)
+        )
 
     # --- results --------------------------------------------------------------------------
     def maximized(self, values: Mapping[str, float]) -> np.ndarray:

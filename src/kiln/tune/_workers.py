@@ -68,7 +68,7 @@ def worker_env(index: int, gpus: int) -> dict[str, str]:
 
 def run_workers(
     study: Driven, fn: Callable[[Trial], Any], trials: int, workers: int | None,
-    processes: bool | None,
+    processes: bool | None, stop: Callable[[], bool] | None = None,
 ) -> None:  # fmt: skip
     gpus = gpu_count()
     workers = workers or max(1, gpus)
@@ -78,6 +78,8 @@ def run_workers(
 
     def take() -> bool:
         with budget:
+            if stop is not None and left[0] > 0 and stop():
+                left[0] = 0
             left[0] -= 1
             return left[0] >= 0
 
