@@ -10,7 +10,7 @@ import pytest
 import torch
 from botorch.test_functions.multi_objective import BraninCurrin
 
-from kiln.tune import Bayes, Float, Random, Study, Trial, TrialState
+from kiln.tune import Bayes, Categorical, Float, Random, Study, Trial, TrialState
 from kiln.tune._bayes import _seeded, _still_current, _vanishing
 from kiln.tune._warp import TailWarp
 
@@ -163,8 +163,56 @@ def test_timings_device_and_json_round_trip():
     study = Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=sampler)
     study.optimize(lambda t: {"v": (t.params["x"] - 0.3) ** 2}, trials=4)
     assert set(sampler.timings) == {"fit", "acquisition"} and min(sampler.timings.values()) > 0
-    again = Bayes(**{k: v for k, v in Bayes(seed=3, device="cpu").to_json().items() if k != "type"})
-    assert (again.seed, again.device) == (3, "cpu")
+    config = Bayes(seed=3, device="cpu", local_steps=5, local_size=0.4).to_json()
+    again = Bayes(**{k: v for k, v in config.items() if k != "type"})
+    assert (again.seed, again.device, again.local_steps, again.local_size) == (3, "cpu", 5, 0.4)
+    with pytest.raises(ValueError, match=r"local_size must be in \(0, 1\]. Received: 0"):
+        Bayes(local_size=0)
+
+
+def test_the_first_model_steps_stay_in_a_box_around_the_best_point_then_go_anywhere():
+    space = {"x": Float(0.0, 1.0), "y": Float(0.0, 1.0), "z": Float(0.0, 1.0)}
+    sampler = Bayes(seed=0, n_startup=4, num_restarts=2, raw_samples=64, mc_samples=32,
+                    local_steps=3, local_size=0.2)  # fmt: skip
+    study = Study(space, {"v": "min"}, sampler=sampler)
+    for p in ([0.6, 0.6, 0.6], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.1, 0.1, 0.9]):
+        study.enqueue(dict(zip("xyz", p)))
+    study.optimize(lambda t: {"v": sum((t.params[k] - 0.9) ** 2 for k in "xyz")}, trials=4)
+    distances = []
+    for _ in range(4):  # noiseless: the best by posterior mean is the best observed
+        best = np.array([study.best_trial.params[k] for k in "xyz"])
+        trial = study.ask()
+        point = np.array([trial.params[k] for k in "xyz"])
+        distances.append(np.abs(point - best).max())
+        study.tell(trial, {"v": float(((point - 0.9) ** 2).sum())})
+    assert max(distances[:3]) <= 0.1 + 1e-9 < distances[3], distances  # this seed leaves it
+
+
+class _Means:
+    """A stand-in model whose posterior mean at each training point is given."""
+
+    def __init__(self, mean):
+        self.mean = torch.tensor(mean, dtype=torch.float64)
+
+    def posterior(self, x):
+        return self
+
+
+def test_the_box_is_centred_on_the_largest_hypervolume_contribution_by_posterior_mean():
+    study = Study({"c": Categorical(["a", "b"]), "x": Float(0.0, 1.0), "y": Float(0.0, 1.0)},
+                  {"f": "max", "g": "max"})  # fmt: skip
+    sampler = Bayes(seed=0, local_size=0.2)
+    x = torch.tensor([[1.0, 0.0, 0.5, 0.5], [0.0, 1.0, 0.95, 0.3], [1.0, 0.0, 0.1, 0.1]])
+    # maximized means, reference (0, 0): contributions 1 (4 x 1 minus 3 x 1), 2 and 0
+    mean = [[1.0, 3.0], [4.0, 1.0], [0.5, 0.5]]
+    warp = TailWarp(np.array(mean))
+    warped = _Means(warp(np.array(mean)))
+    feasible = np.zeros((3, 0))
+    box = sampler._trust_region(warped, x, 2, feasible, [0.0, 0.0], warp, study.space)
+    assert box == pytest.approx(np.array([[0.0, 0.0, 0.85, 0.2], [1.0, 1.0, 1.0, 0.4]]))
+    infeasible = np.array([[1.0], [1.0], [1.0]])
+    assert sampler._trust_region(warped, x, 2, infeasible, [0.0, 0.0], warp, study.space) is None
+    assert sampler._trust_region(warped, x, 2, feasible, [5.0, 0.0], warp, study.space) is None
 
 
 def test_targets_feasibility_first_then_the_thresholds_then_the_hypervolume():

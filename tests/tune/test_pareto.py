@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kiln.tune import crowding_distance, hypervolume, nondominated_ranks, pareto_mask
+from kiln.tune._pareto import hypervolume_contributions
 
 
 def test_pareto_mask_and_ranks():
@@ -23,6 +24,13 @@ def test_hypervolume_2d_staircase():
     y = np.array([[1, 3], [2, 2], [3, 1], [0.5, 0.5]])
     assert hypervolume(y, np.array([0, 0])) == pytest.approx(6.0)  # 3 + 2 + 1
     assert hypervolume(y, np.array([4, 4])) == 0.0
+
+
+def test_hypervolume_contributions_are_what_each_row_adds():
+    # front (4, 1), (2, 2), (1, 3): volume 4 + 2 + 1 = 7; without each: 5, 6, 6
+    y = np.array([[4, 1], [2, 2], [1, 3], [1, 1], [-1, 5]], dtype=float)
+    got = hypervolume_contributions(y, np.array([0.0, 0.0]))
+    assert got == pytest.approx([2.0, 1.0, 1.0, 0.0, 0.0])  # dominated; outside the reference
 
 
 def test_hypervolume_3d_inclusion_exclusion_and_2d_agree_with_botorch():

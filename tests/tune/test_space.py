@@ -132,3 +132,4 @@ def test_one_hot_combinations_enumerate_joint_choices():
              space.decode([c[0], c[1], 0.5, c[3], c[4], c[5]])["b"]) for c in combos} == {
         (a, b) for a in (1, 2) for b in "uvw"}  # fmt: skip
     assert space.one_hot_combinations(limit=5) is None
+    assert space.categorical_dims() == [0, 1, 3, 4, 5]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from kiln.tune._acquisition import Goal, reference_point
+from kiln.tune._pareto import hypervolume_contributions
 from kiln.tune._sampler import BaseSampler, Sobol
 from kiln.tune._space import Space
 from kiln.tune._trial import Trial, TrialState
@@ -41,6 +42,15 @@ class Bayes(BaseSampler):
     units.
 
     - The first `n_startup` trials (default `max(3, dims + 1)`) are a scrambled Sobol sequence.
+    - Trust region first: the next `local_steps` suggestions (default `2 * dims`) maximize the
+      acquisition only within a box of side `local_size` of the unit cube around the best
+      point (one objective) or the front point of largest hypervolume contribution, judged by
+      the models' posterior means (so noise does not pick it). A model fitted to a dozen
+      points is least trustworthy far from them, and over the whole cube the acquisition sends
+      those early evaluations to its corners (DTLZ2, 6-D: 28.5 evaluations to random search's
+      200-evaluation hypervolume over the whole cube, 18 with the box). Afterwards, and
+      while no feasible trial beats the reference point, over the whole cube. Categorical
+      coordinates are never boxed.
     - One objective: qLogNEI. Two to four: qLogNEHVI, its reference point the study's
       thresholds (else inferred from the front). More: qLogNParEGO. Metric constraints enter
       each as smoothed feasibility.
@@ -74,6 +84,8 @@ class Bayes(BaseSampler):
         raw_samples: int = 256,
         mc_samples: int = 128,
         max_combinations: int = 8,
+        local_steps: int | None = None,
+        local_size: float = 0.2,
         precompute: bool = False,
         device: str | None = None,
     ) -> None:
@@ -81,6 +93,9 @@ class Bayes(BaseSampler):
         self.n_startup = n_startup
         self.num_restarts, self.raw_samples, self.mc_samples = num_restarts, raw_samples, mc_samples
         self.max_combinations, self.precompute, self.device = max_combinations, precompute, device
+        if not 0.0 < local_size <= 1.0:
+            raise ValueError(f"local_size must be in (0, 1]. Received: {local_size!r}")
+        self.local_steps, self.local_size = local_steps, float(local_size)
         self.timings: dict[str, float] = {}
         self._job: tuple[list[Trial], threading.Thread, list[Any]] | None = None
 
@@ -88,6 +103,7 @@ class Bayes(BaseSampler):
         return {**super().to_json(), "n_startup": self.n_startup,
                 "num_restarts": self.num_restarts, "raw_samples": self.raw_samples,
                 "mc_samples": self.mc_samples, "max_combinations": self.max_combinations,
+                "local_steps": self.local_steps, "local_size": self.local_size,
                 "precompute": self.precompute, "device": self.device}  # fmt: skip
 
     def suggest(self, study: Study, n: int = 1) -> list[dict[str, Any]]:
@@ -133,7 +149,9 @@ class Bayes(BaseSampler):
         try:
             with warnings.catch_warnings(), _seeded(seed, background):
                 warnings.simplefilter("ignore")
-                points = self._optimize(study, trials, done, busy, n, seed)
+                local = self.local_steps
+                local = len(done) < startup + (2 * study.space.dims if local is None else local)
+                points = self._optimize(study, trials, done, busy, n, seed, local)
         except ImportError:
             raise
         except Exception as e:  # a model that cannot be fitted must not stop the study
@@ -158,7 +176,7 @@ class Bayes(BaseSampler):
 
     def _optimize(
         self, study: Study, trials: list[Trial], done: list[Trial], busy: list[Trial], n: int,
-        seed: int,
+        seed: int, local: bool = False,
     ) -> np.ndarray:  # fmt: skip
         from botorch.models import ModelListGP
 
@@ -187,7 +205,8 @@ class Bayes(BaseSampler):
             acq = acquisition(model, x, n_obj, n_con, ref, pending if len(busy) else None,
                               self.mc_samples, self.seed, warp.inverse)  # fmt: skip
         if acq is not None and (goals is None or not _vanishing(acq, space.dims, y, seed, tkw)):
-            candidates = self._maximize(acq, space, n, seed, tkw)
+            box = self._trust_region(model, x, n_obj, cons, ref, warp, space) if local else None
+            candidates = self._maximize(acq, space, n, seed, tkw, box)
         else:  # reach the region first, one point at a time, each believing those before it
             candidates = pending[:0]
             for _ in range(n):
@@ -199,12 +218,34 @@ class Bayes(BaseSampler):
         self.timings = {"fit": fitted - start, "acquisition": time.perf_counter() - fitted}
         return candidates.detach().cpu().numpy()
 
+    def _trust_region(
+        self, model: Any, x: torch.Tensor, n_obj: int, cons: np.ndarray, ref: list[float],
+        warp: TailWarp, space: Space,
+    ) -> np.ndarray | None:  # fmt: skip
+        """(2, dims) bounds of the box around the best feasible point by posterior mean (the
+        largest hypervolume contribution with several objectives), or None if no feasible
+        point beats the reference point."""
+        with torch.no_grad():
+            mean = warp.inverse(model.posterior(x).mean[..., :n_obj]).cpu().numpy()
+        ok = (cons <= 0).all(axis=1) & (mean > np.array(ref)).all(axis=1)
+        if not ok.any():
+            return None
+        score = mean[ok, 0] if n_obj == 1 else hypervolume_contributions(mean[ok], np.array(ref))
+        center = x.cpu().numpy()[ok][int(np.argmax(score))]
+        box = np.stack([center - self.local_size / 2, center + self.local_size / 2]).clip(0, 1)
+        box[:, space.categorical_dims()] = [[0.0], [1.0]]
+        return box
+
     def _maximize(
-        self, acq: Any, space: Space, q: int, seed: int, tkw: dict[str, Any]
-    ) -> torch.Tensor:
+        self, acq: Any, space: Space, q: int, seed: int, tkw: dict[str, Any],
+        box: np.ndarray | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         from botorch.optim import optimize_acqf, optimize_acqf_mixed
 
-        bounds = torch.stack([torch.zeros(space.dims, **tkw), torch.ones(space.dims, **tkw)])
+        if box is None:
+            bounds = torch.stack([torch.zeros(space.dims, **tkw), torch.ones(space.dims, **tkw)])
+        else:
+            bounds = torch.as_tensor(box, **tkw)
         ineq = [(torch.tensor(i, device=tkw["device"]), torch.tensor(c, **tkw), r)
                 for i, c, r in space.unit_inequalities()]  # fmt: skip
         kwargs: dict[str, Any] = {

@@ -75,3 +75,12 @@ def hypervolume(y: np.ndarray, reference: np.ndarray) -> float:
 
     hv = Hypervolume(torch.as_tensor(ref, dtype=torch.float64))
     return float(hv.compute(torch.as_tensor(y, dtype=torch.float64)))
+
+
+def hypervolume_contributions(y: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per row of `y`: the hypervolume lost without it (0 for dominated rows and rows that do
+    not beat `reference`)."""
+    y = np.asarray(y, dtype=float).reshape(-1, len(reference))
+    total = hypervolume(y, reference)
+    return np.array([total - hypervolume(np.delete(y, i, axis=0), reference)
+                     for i in range(len(y))])  # fmt: skip

@@ -284,6 +284,11 @@ class Space:
     def feasible(self, params: Mapping[str, Any]) -> bool:
         return all(c.satisfied(params) for c in self.linear_constraints)
 
+    def categorical_dims(self) -> list[int]:
+        """Unit-cube coordinates that are one-hot blocks of categorical parameters."""
+        return [i for n, p in self.params.items() if isinstance(p, Categorical)
+                for i in range(self._slices[n].start, self._slices[n].stop)]  # fmt: skip
+
     def one_hot_combinations(self, limit: int) -> list[dict[int, float]] | None:
         """Every joint choice of the categorical parameters as fixed unit-cube coordinates, or
         None when there are none or more than `limit` (then samplers relax and round)."""
