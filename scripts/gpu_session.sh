@@ -9,6 +9,7 @@
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/2/4 GPUs, LeNet 1/4
 #   scripts/gpu_session.sh tune       # 1x H100: tune_quality.py on 16 cores + GPU latency
+#   scripts/gpu_session.sh tune_lenet # 1x H100: early stopping on LeNet-5, 4 GPU workers
 #
 # The wheels the device image lacks travel in .whl/ (benchmarks/fetch_*_wheels.sh and pip
 # download; carry ".whl" in the device call). Without $OUT the results go to ./gpu_results.
@@ -79,8 +80,12 @@ tune)
         --problems branin_currin --seeds 1 --budget 10 --latency-devices cuda \
         --latency-sizes 50,200 --out "$OUT/tune_latency"
     ;;
+tune_lenet)
+    step tune_lenet 560 python3 benchmarks/tune_lenet.py --sampler sobol --max-minutes 9 \
+        --out "$OUT/tune_lenet"
+    ;;
 *)
-    echo "usage: $0 deploy|lenet|resnet|multi|tune" >&2
+    echo "usage: $0 deploy|lenet|resnet|multi|tune|tune_lenet" >&2
     exit 2
     ;;
 esac
