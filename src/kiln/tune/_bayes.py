@@ -149,8 +149,8 @@ class Bayes(BaseSampler):
         try:
             with warnings.catch_warnings(), _seeded(seed, background):
                 warnings.simplefilter("ignore")
-                local = self.local_steps
-                local = len(done) < startup + (2 * study.space.dims if local is None else local)
+                steps = 2 * study.space.dims if self.local_steps is None else self.local_steps
+                local = len(done) < startup + steps
                 points = self._optimize(study, trials, done, busy, n, seed, local)
         except ImportError:
             raise
