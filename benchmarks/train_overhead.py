@@ -99,6 +99,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,17 +107,22 @@ def main() -> None:
     (x, y), _ = kiln.datasets.mnist()
     reps = -(-args.samples // len(x))
     x, y = x.repeat(reps, 1, 1, 1)[: args.samples], y.repeat(reps)[: args.samples]
-    results = {}
-    for name, run in (
-        ("hand-written loop", lambda: hand_loop(x, y, args.epochs, args.batch_size, device)),
-        (
-            "kiln fit()",
-            lambda: kiln_fit(x, y, args.epochs, args.batch_size, device, args.precision),
-        ),
-    ):
-        torch.manual_seed(0)
-        times = run()
-        results[name] = statistics.median(times[1:])  # epoch 1 holds warm-up
+    runs = {
+        "hand-written loop": lambda: hand_loop(x, y, args.epochs, args.batch_size, device),
+        "kiln fit()": lambda: kiln_fit(x, y, args.epochs, args.batch_size, device, args.precision),
+    }
+    # Shared machines drift by several percent over a minute: alternate the two (ABBA...) and
+    # compare each pair run back to back, rather than one long run of each.
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    ratios = []
+    for rep in range(args.repeats):
+        order = list(runs) if rep % 2 == 0 else list(reversed(runs))
+        pair = {}
+        for name in order:
+            torch.manual_seed(0)
+            pair[name] = statistics.median(runs[name]()[1:])  # epoch 1 holds warm-up
+            results[name].append(pair[name])
+        ratios.append(pair["kiln fit()"] / pair["hand-written loop"])
     steps = -(-args.samples // args.batch_size)
     name = (
         torch.cuda.get_device_name()
@@ -125,12 +131,15 @@ def main() -> None:
     )
     print(
         f"LeNet-5, {args.samples} samples, batch {args.batch_size}, {steps} steps/epoch, {name}, "
-        f"torch {torch.__version__}, kiln precision {args.precision}"
+        f"torch {torch.__version__}, kiln precision {args.precision}, {args.repeats} repeats"
     )
-    for key, seconds in results.items():
+    for key, times in results.items():
+        seconds = statistics.median(times)
         print(f"  {key:<18} {seconds:8.3f} s/epoch  {1e6 * seconds / steps:8.1f} us/step")
-    ratio = results["kiln fit()"] / results["hand-written loop"]
-    print(f"  kiln / hand-written: {ratio:.3f}  (overhead {100 * (ratio - 1):+.1f}%)")
+    ratio = statistics.median(ratios)
+    spread = ", ".join(f"{r:.3f}" for r in ratios)
+    print(f"  kiln / hand-written: {ratio:.3f}  (overhead {100 * (ratio - 1):+.1f}%; "
+          f"per repeat: {spread})")  # fmt: skip
 
 
 if __name__ == "__main__":
