@@ -22,11 +22,13 @@ WORKER = Path(__file__).resolve().parent / "_multi" / "worker.py"
 
 
 def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict | None:
-    out = folder / f"{competitor}-{n}.json"
+    """`competitor` is "raw-ddp", "kiln", or "kiln:<variant>" (see _multi/worker.py)."""
+    out = folder / f"{competitor.replace(':', '-')}-{n}.json"
+    name, _, variant = competitor.partition(":")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-           str(WORKER), "--competitor", competitor, "--model", args.model, "--batch-size",
+           str(WORKER), "--competitor", name, "--model", args.model, "--batch-size",
            str(args.batch_size), "--steps", str(args.steps), "--epochs", str(args.epochs),
-           "--out", str(out)]  # fmt: skip
+           "--out", str(out), "--variant", variant or "default"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0 or not out.exists():
         print(f"{competitor} on {n}: failed\n{done.stderr[-2000:]}", file=sys.stderr, flush=True)
@@ -46,10 +48,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--timeout", type=int, default=900)
+    parser.add_argument(
+        "--kiln-variants", default="",
+        help="comma-separated what-if DDP set-ups for kiln, run at the largest GPU count after "
+        "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100",
+    )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.gpus.split(",")]
+    variants = [v for v in args.kiln_variants.split(",") if v]
     with tempfile.TemporaryDirectory() as tmp:
         results = {(c, n): run(c, n, args, Path(tmp)) for n in counts for c in ("raw-ddp", "kiln")}
+        for v in variants:
+            results[(f"kiln:{v}", counts[-1])] = run(f"kiln:{v}", counts[-1], args, Path(tmp))
     env = next((r for r in results.values() if r), {})
     print(
         f"{args.model}, {args.batch_size} images per process, {env.get('device', '?')}, "
@@ -77,6 +87,13 @@ def main() -> None:
             )
             + " |"
         )
+    one, n = results.get(("kiln", 1)), counts[-1]
+    for v in variants:
+        r = results[(f"kiln:{v}", n)]
+        eff = f"{100 * r['img_s'] / (n * one['img_s']):.1f}%" if r and one else "-"
+        ratio = _ratio(r, results[("kiln", n)])
+        print(f"kiln:{v} on {n}: {_num(r)} img/s, {_num(r, n)} per GPU, efficiency {eff} "
+              f"(against kiln's default on 1), {ratio}x the default")  # fmt: skip
 
 
 def _num(r: dict | None, per: int = 1) -> str:

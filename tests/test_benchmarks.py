@@ -53,11 +53,12 @@ def test_unknown_competitor_names_the_known_ones():
 def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
     cmd = [sys.executable, str(script), "--gpus", "1,2", "--model", "lenet5", "--batch-size",
-           "32", "--steps", "4", "--epochs", "2"]  # fmt: skip
+           "32", "--steps", "4", "--epochs", "2", "--kiln-variants", "static-graph"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
+    assert re.search(r"kiln:static-graph on 2: [\d,]+ img/s", done.stdout), done.stdout
 
 
 def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):

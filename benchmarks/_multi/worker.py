@@ -72,9 +72,37 @@ def raw_ddp(
     return times
 
 
+# What-if variants of kiln's DDP set-up, for measuring before changing kiln: dynamo's handling
+# of DDP (DDPOptimizer splits the compiled graph at gradient-bucket boundaries so all-reduces
+# overlap the backward; the alternatives trade that overlap for bigger fused graphs) and DDP's
+# own options, patched into the wrapper kiln builds.
+VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100"]
+
+
+def apply_variant(name: str) -> None:
+    import functools
+
+    import torch._dynamo
+
+    from kiln.train import _distributed
+
+    ddp = _distributed.DistributedDataParallel
+    if name == "no-optimize-ddp":
+        torch._dynamo.config.optimize_ddp = False
+    elif name == "python-reducer":
+        torch._dynamo.config.optimize_ddp = "python_reducer"
+        torch._dynamo.config.compiled_autograd = True
+    elif name == "static-graph":
+        _distributed.DistributedDataParallel = functools.partial(ddp, static_graph=True)  # type: ignore[misc]
+    elif name == "bucket-100":
+        _distributed.DistributedDataParallel = functools.partial(ddp, bucket_cap_mb=100)  # type: ignore[misc]
+
+
 def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
     import kiln
     from kiln import callbacks as C
+
+    apply_variant(args.variant)
 
     class Timer(C.Callback):
         def __init__(self) -> None:
@@ -102,6 +130,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--variant", choices=VARIANTS, default="default", help="kiln only")
     args = parser.parse_args()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     cuda = torch.cuda.is_available()
