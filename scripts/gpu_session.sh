@@ -7,6 +7,7 @@
 #   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving, GPU tests
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
+#   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, where fit()'s extra 8 GB comes from
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
 #   scripts/gpu_session.sh tune       # 1x H100: tune_quality.py on 16 cores + GPU latency
@@ -70,6 +71,11 @@ resnet)
     step resnet 400 python3 benchmarks/train_speed.py --workload resnet50 \
         --only kiln,torch-compile-bf16-cl,keras-jax --json "$OUT/resnet.json"
     ;;
+memory)
+    step train_memory 330 python3 benchmarks/train_memory.py
+    step memory_snapshots 200 python3 benchmarks/train_memory.py --only hand-eager,kiln-no-compile \
+        --steps 2 --snapshot "$OUT/memory_snapshots"
+    ;;
 multi)
     # about 9 runs of 1-2 minutes each (torchrun start, compile, 3 epochs); LeNet's bar is met
     step multi_resnet 570 python3 benchmarks/multi_gpu.py --model resnet50 --gpus 1,4 \
@@ -87,7 +93,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|lenet|resnet|multi|tune|tune_lenet" >&2
+    echo "usage: $0 deploy|lenet|resnet|memory|multi|tune|tune_lenet" >&2
     exit 2
     ;;
 esac
