@@ -1,3 +1,6 @@
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,3 +67,31 @@ def test_missing_input_and_wrong_input_count_are_clear():
 def test_subclassed_model_without_forward_explains():
     with pytest.raises(NotImplementedError, match="define forward"):
         kiln.Model()(torch.zeros(1))
+
+
+def test_an_output_no_later_layer_reads_is_released_during_the_forward():
+    # eager PyTorch frees a tensor once nothing refers to it; the graph runner must not keep
+    # every layer's output alive to the end of the forward (peak memory of deep models)
+    seen = []
+
+    def remember(x):
+        seen.append(weakref.ref(x))
+        return x
+
+    def released(x):
+        gc.collect()
+        return x + (0.0 if seen[0]() is None else float("nan"))
+
+    inputs = kiln.Input((4,))
+    h = L.Lambda(lambda x: x * 2)(inputs)
+    h = L.Lambda(remember)(L.Lambda(torch.exp)(h))  # `seen` holds exp's output, weakly
+    h = L.Lambda(torch.tanh)(h)  # the last reader of exp's output
+    skip = L.Lambda(lambda x: x - 1)(inputs)  # the input stays: it is read again below
+    out = L.Lambda(released)(L.Add()([h, skip]))
+    model = kiln.Model(inputs, out)
+    x = torch.randn(3, 4)
+    seen.clear()  # building the model ran the layers on example tensors
+    with torch.no_grad():  # so autograd holds nothing either
+        y = model(x)
+    assert not torch.isnan(y).any(), "exp's output was still alive at the last layer"
+    torch.testing.assert_close(y, torch.tanh(torch.exp(2 * x)) + x - 1)

@@ -73,6 +73,7 @@ class Graph:
         self.steps = steps
         self.outputs = outputs
         self.input_structure = input_structure  # "single", "list" or "dict"
+        self._free_after = _free_after(steps, outputs)
 
     @classmethod
     def trace(cls, inputs: Any, outputs: Any) -> tuple[Graph, dict[str, nn.Module]]:
@@ -107,14 +108,20 @@ class Graph:
 
     def run(self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         feeds = self._bind(args, kwargs)
-        values: list[list[Any]] = []
-        for step in self.steps:
+        values: list[list[Any] | None] = []
+        for i, step in enumerate(self.steps):
             if "input" in step:
                 values.append([feeds[step["input"]]])
                 continue
             module = getattr(model, step["layer"])
             out = module(*_fill(step["args"], values), **_fill(step["kwargs"], values))
             values.append(list(out) if isinstance(out, (tuple, list)) else [out])
+            for done in self._free_after[i]:
+                # as eager PyTorch code would: an output nothing later reads is released now,
+                # not at the end of the forward (ResNet-50's BatchNorm and Add outputs, held to
+                # the end, are a large part of its activations); autograd keeps what backward
+                # needs
+                values[done] = None
         return _fill(self.outputs, values)
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
@@ -221,11 +228,36 @@ def _template(value: Any, index: dict[int, int]) -> Any:
     return value
 
 
-def _fill(template: Any, values: list[list[Any]]) -> Any:
+def _free_after(steps: list[dict[str, Any]], outputs: Any) -> list[list[int]]:
+    """For each step, the earlier steps whose outputs no later step and no output reads."""
+    last = {}
+    for i, step in enumerate(steps):
+        for ref in _refs(step.get("args")) + _refs(step.get("kwargs")):
+            last[ref] = i
+    kept = set(_refs(outputs))
+    free: list[list[int]] = [[] for _ in steps]
+    for node, i in last.items():
+        if node not in kept:
+            free[i].append(node)
+    return free
+
+
+def _refs(template: Any) -> list[int]:
+    """The steps a template reads, in order."""
+    if isinstance(template, dict):
+        if "__ref__" in template:
+            return [template["__ref__"][0]]
+        return [r for v in template.values() for r in _refs(v)]
+    if isinstance(template, list):
+        return [r for v in template for r in _refs(v)]
+    return []
+
+
+def _fill(template: Any, values: list[list[Any] | None]) -> Any:
     if isinstance(template, dict):
         if "__ref__" in template:
             node, out = template["__ref__"]
-            return values[node][out]
+            return values[node][out]  # type: ignore[index]
         if "__tuple__" in template:
             return tuple(_fill(v, values) for v in template["__tuple__"])
         return {k: _fill(v, values) for k, v in template.items()}
