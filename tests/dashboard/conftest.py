@@ -7,9 +7,6 @@ Browser tests skip (and say why) when chromium or chromedriver is missing; CI in
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -32,24 +29,11 @@ def store(tmp_path, monkeypatch) -> Iterator[Store]:
 @pytest.fixture
 def server(store: Store) -> Iterator[str]:
     """The dashboard's base URL, served by uvicorn in a thread."""
-    import uvicorn
-
+    from kiln._serving import serving
     from kiln.server import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started:
-        assert time.time() < deadline, "the server did not start in 20 s"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(store)) as url:
+        yield url
 
 
 @pytest.fixture

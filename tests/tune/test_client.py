@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kiln._serving import serving
 from kiln.server import create_app
 from kiln.track import Store
 from kiln.tune import Float, Int, Sobol, Study, SuccessiveHalving, TrialState, connect
@@ -18,26 +19,8 @@ from kiln.tune import Float, Int, Sobol, Study, SuccessiveHalving, TrialState, c
 SPACE = {"x": Float(0.0, 1.0), "n": Int(1, 4)}
 
 
-@contextlib.contextmanager
-def _serve(store: Store, token_required: bool = False) -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(store, token_required=token_required)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+def _serve(store: Store, token_required: bool = False) -> contextlib.AbstractContextManager[str]:
+    return serving(create_app(store, token_required=token_required))
 
 
 @pytest.fixture

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from kiln._extras import require
+from kiln._serving import serving
 from kiln.deploy._inference_app import Engines, inference_app
+
+__all__ = ["serve", "serving"]
 
 
 def serve(
@@ -66,27 +64,3 @@ def serve(
     server.run()
     if app.state.load_error:
         raise SystemExit(f"kiln serve: {app.state.load_error}")
-
-
-@contextmanager
-def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread; yields its URL (tests, benchmarks)."""
-    uvicorn = require("uvicorn", "serve")
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=4096)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the inference server did not start (see the log above)")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
