@@ -160,15 +160,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     results = quality(args)
     print(f"  quality runs: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    results["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     lat_start = time.perf_counter()
+    results["latency"], results["seconds"] = [], {"quality": lat_start - start}
+    if args.out:  # the quality results first: a run cut short in the latency part keeps them
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = header + "\n" + report.markdown(results, args.budget, args.random_budget)
+        (args.out / "summary.md").write_text(text + "\n")
+        (args.out / "results.json").write_text(json.dumps(results))
     raw = latencies(args)
     results["latency"] = report.latency_rows(raw)
-    results["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results["seconds"] = {"quality": lat_start - start, "latency": time.perf_counter() - lat_start}
+    results["seconds"]["latency"] = time.perf_counter() - lat_start
     text = header + "\n" + report.markdown(results, args.budget, args.random_budget)
     print(text[len(header) :], flush=True)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "summary.md").write_text(text + "\n")
         report.write_csv(args.out, results, raw)
         (args.out / "results.json").write_text(json.dumps(results))

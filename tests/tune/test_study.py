@@ -102,9 +102,13 @@ def test_process_workers_with_a_picklable_objective():
     assert "AttributeError" in study.trials[-1].error
 
 
-def test_one_worker_per_gpu_through_cuda_visible_devices():
+def test_one_worker_per_gpu_through_cuda_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert [worker_env(i, 2)["CUDA_VISIBLE_DEVICES"] for i in range(4)] == ["0", "1", "0", "1"]
     assert "CUDA_VISIBLE_DEVICES" not in worker_env(0, 0)
+    # a parent limited to GPUs 2 and 3 (which it numbers 0 and 1) hands out 2 and 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert [worker_env(i, 2)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["2", "3", "2"]
 
 
 def test_pareto_front_hypervolume_and_constraints():

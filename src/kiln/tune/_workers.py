@@ -59,9 +59,16 @@ def gpu_count() -> int:
 
 
 def worker_env(index: int, gpus: int) -> dict[str, str]:
-    """Environment of worker `index`: GPU `index % gpus` alone, one CPU thread per worker
-    when there are no GPUs (the workers share the cores)."""
+    """Environment of worker `index`: the `index % gpus`-th GPU this process sees, alone, or
+    one CPU thread per worker when there are no GPUs (the workers share the cores).
+
+    A parent started with CUDA_VISIBLE_DEVICES="2,3" sees its GPUs as 0 and 1; its workers get
+    "2" and "3", the parent's own entries, not 0 and 1 (other users' GPUs)."""
     if gpus > 0:
+        visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+        visible = [d for d in visible if d]
+        if len(visible) >= gpus:
+            return {"CUDA_VISIBLE_DEVICES": visible[index % gpus]}
         return {"CUDA_VISIBLE_DEVICES": str(index % gpus)}
     return {"OMP_NUM_THREADS": "1"}
 
