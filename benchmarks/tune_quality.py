@@ -66,7 +66,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--device", default="cpu", help="kiln Bayes in the quality runs")
     p.add_argument("--latency-devices", default=None,
-                   help="comma-separated; default cpu, and cuda when present")  # fmt: skip
+                   help="comma-separated: cpu, cuda, auto (Bayes's default: the CPU below "
+                        "gpu_from trials); default cpu, and cuda when present")  # fmt: skip
     p.add_argument("--latency-sizes", default="10,25,50,100,200")
     p.add_argument("--latency-reps", type=int, default=10)
     p.add_argument("--latency-threads", default=None,

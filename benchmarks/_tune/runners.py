@@ -39,8 +39,9 @@ def optuna_missing() -> str | None:
 
 
 def kiln_sampler(name: str, seed: int, device: str = "cpu") -> tune.BaseSampler:
+    """`device` "auto": Bayes's own choice (the CPU for small histories, see `gpu_from`)."""
     if name == "bayes":
-        return tune.Bayes(seed=seed, device=device)
+        return tune.Bayes(seed=seed, device=None if device == "auto" else device)
     return {"random": tune.Random, "sobol": tune.Sobol}[name](seed=seed)
 
 

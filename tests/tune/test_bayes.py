@@ -163,9 +163,20 @@ def test_timings_device_and_json_round_trip():
     study = Study({"x": Float(0.0, 1.0)}, {"v": "min"}, sampler=sampler)
     study.optimize(lambda t: {"v": (t.params["x"] - 0.3) ** 2}, trials=4)
     assert set(sampler.timings) == {"fit", "acquisition"} and min(sampler.timings.values()) > 0
-    config = Bayes(seed=3, device="cpu", local_steps=5, local_size=0.4).to_json()
+    config = Bayes(seed=3, device="cpu", local_steps=5, local_size=0.4, gpu_from=7).to_json()
     again = Bayes(**{k: v for k, v in config.items() if k != "type"})
-    assert (again.seed, again.device, again.local_steps, again.local_size) == (3, "cpu", 5, 0.4)
+    assert (again.seed, again.device, again.local_steps, again.local_size, again.gpu_from) == (
+        3, "cpu", 5, 0.4, 7)  # fmt: skip
+
+
+def test_small_histories_stay_on_the_cpu_until_gpu_from(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    auto = Bayes(gpu_from=500)
+    assert [auto.device_for(n).type for n in (0, 499, 500)] == ["cpu", "cpu", "cuda"]
+    assert Bayes(device="cpu").device_for(10_000).type == "cpu"
+    assert Bayes(device="cuda:1").device_for(0) == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto.device_for(10_000).type == "cpu"
     with pytest.raises(ValueError, match=r"local_size must be in \(0, 1\]. Received: 0"):
         Bayes(local_size=0)
 
