@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from kiln._capture import no_garbage_collection
+
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -30,7 +32,8 @@ def graph_runner(fn: Runner, example: torch.Tensor, pool: Any = None, warmup: in
                 fn(static_input)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        capture = torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local")
+        with no_garbage_collection(), torch.no_grad(), capture:
             static_output = fn(static_input)
 
     def run(batch: torch.Tensor) -> torch.Tensor:

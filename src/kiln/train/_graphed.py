@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from kiln._capture import no_garbage_collection
+
 Step = Callable[..., None]
 
 
@@ -50,7 +52,7 @@ class CudaGraphStep:
         graph = torch.cuda.CUDAGraph()
         self.zero_grad()  # gradients are allocated inside the graph, in its pool
         torch.cuda.synchronize()
-        with torch.cuda.graph(graph, pool=self._pool):
+        with no_garbage_collection(), torch.cuda.graph(graph, pool=self._pool):
             self.step(*tree_unflatten(static, spec))
         self._pool = graph.pool()
         self._graphs[key] = (graph, static)
