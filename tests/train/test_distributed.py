@@ -1,5 +1,6 @@
 """Distributed training on CPUs (gloo), as CI can run it: `kiln launch --gpus 2 script.py`."""
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,29 +40,22 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, name, procs, batch, kill_rank=-1):
+def _command(tmp_path, name, launch, batch, kill_rank=-1):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = str(tmp_path / name)
+    cmd = [sys.executable, "-m", "kiln.cli._main", *launch, str(script), out, str(batch),
+           str(kill_rank)]  # fmt: skip
+    return cmd, out
+
+
+def _run(tmp_path, name, procs, batch, kill_rank=-1):
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "kiln.cli._main",
-        *launch,
-        str(script),
-        out,
-        str(batch),
-        str(kill_rank),
-    ]
+    cmd, out = _command(tmp_path, name, launch, batch, kill_rank)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180), out
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    one, out1 = _run(tmp_path, "one", 1, 16)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two, out2 = _run(tmp_path, "two", 2, 8)
-    assert two.returncode == 0, two.stderr[-3000:]
+def _assert_same_training(out1, out2):
     w1, w2 = load_file(out1 + ".kiln"), load_file(out2 + ".kiln")
     for key in w1:
         torch.testing.assert_close(w1[key], w2[key], rtol=1e-5, atol=1e-6, msg=key)
@@ -70,6 +64,31 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         assert r1["history"][key] == pytest.approx(r2["history"][key], rel=1e-5), key
     torch.testing.assert_close(r1["predictions"], r2["predictions"], rtol=1e-5, atol=1e-6)
     assert r1["evaluate"] == pytest.approx(r2["evaluate"], rel=1e-5)
+
+
+def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_path):
+    one, out1 = _run(tmp_path, "one", 1, 16)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two, out2 = _run(tmp_path, "two", 2, 8)
+    assert two.returncode == 0, two.stderr[-3000:]
+    _assert_same_training(out1, out2)
+
+    # the same script on two "hosts" (two launchers on this machine, one process each) that
+    # meet at a rendezvous, as `kiln launch --nodes 2 --node-rank R --rdzv host:port` on each
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts = []
+    for rank in (0, 1):
+        launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", str(rank),
+                  "--rdzv", f"127.0.0.1:{port}"]  # fmt: skip
+        cmd, out_hosts = _command(tmp_path, "hosts", launch, 8)
+        hosts.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))  # fmt: skip
+    results = [(p.wait(timeout=180), p.communicate()[1]) for p in hosts]
+    for code, err in results:
+        assert code == 0, err[-3000:]
+    _assert_same_training(out1, out_hosts)
 
 
 def test_a_killed_rank_stops_all_ranks_with_a_clear_error(tmp_path):
