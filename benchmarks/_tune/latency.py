@@ -1,6 +1,8 @@
-"""Suggestion latency against the size of the history: a history of n completed Sobol points on
-BraninCurrin (2 objectives), then `reps` suggestions from fresh samplers (other seeds) on it,
-timed one by one. Runs alone, after the quality runs, so nothing else competes for the cores."""
+"""Suggestion latency against the size of the history: a history of n completed trials on
+BraninCurrin (2 objectives), n - 1 Sobol points and a last one kiln's Bayes suggested (as in a
+running study, where the fit starts from that suggestion's, see `Bayes`), then `reps`
+suggestions from fresh samplers (other seeds) on it, timed one by one. Runs alone, after the
+quality runs, so nothing else competes for the cores."""
 
 from __future__ import annotations
 
@@ -25,7 +27,12 @@ def kiln_bayes(sizes: list[int], reps: int, device: str) -> list[dict[str, Any]]
     prob, rows = Problem("branin_currin"), []
     kiln_sampler("bayes", 0, device).suggest(_kiln_study(prob, _history(8)), 1)  # warm-up
     for n in sizes:
-        study = _kiln_study(prob, _history(n))
+        study = _kiln_study(prob, _history(n - 1))
+        random, study.sampler = study.sampler, kiln_sampler("bayes", 0, device)
+        trial = study.ask()  # stores its fit on the trial
+        x = [trial.params[f"x{i}"] for i in range(prob.dim)]
+        study.tell(trial, {f"f{j}": v for j, v in enumerate(prob.evaluate(x).observed.tolist())})
+        study.sampler = random
         for rep in range(reps):
             sampler = kiln_sampler("bayes", rep, device)
             start = time.perf_counter()

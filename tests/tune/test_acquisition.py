@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from kiln.tune._acquisition import _fit, fit_gp, log_probability_of_region, reference_point
+from kiln.tune._acquisition import (
+    _fit,
+    fit_gp,
+    fit_gps,
+    log_probability_of_region,
+    reference_point,
+)
 from kiln.tune._warp import TailWarp
 
 
@@ -72,3 +78,27 @@ def test_a_pending_point_is_believed_at_its_mean_so_its_neighbourhood_loses_prob
     alone = log_probability_of_region(model, goals, None)(at)
     believed = log_probability_of_region(model, goals, at[0])(at)
     assert believed < alone - 1.0
+
+
+def _mll(gp) -> float:
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    gp.train()
+    mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    with torch.no_grad():
+        return float(mll(gp(*gp.train_inputs), gp.train_targets))
+
+
+def test_a_fit_started_from_an_earlier_fit_reaches_the_same_likelihood():
+    torch.manual_seed(0)
+    x = torch.rand(41, 3, dtype=torch.float64)
+    y = torch.stack([torch.sin(6 * x[:, 0]) + x[:, 1], (x**2).sum(-1)], dim=-1)
+    _, earlier = fit_gps(x[:40], y[:40])  # the last suggestion's fit, one trial less
+    assert [set(h) for h in earlier] == [{n for n, _ in _fit(x, y[:, :1]).named_parameters()}] * 2
+    cold = [_fit(x, y[:, j : j + 1]) for j in range(2)]
+    warm = [_fit(x, y[:, j : j + 1], earlier[j]) for j in range(2)]
+    for c, w in zip(cold, warm, strict=True):
+        assert _mll(w) == pytest.approx(_mll(c), abs=1e-3)
+    # a start of another shape (here: 2 inputs for 3) is ignored, not an error
+    other = fit_gps(x[:, :2], y)[1]
+    assert _mll(_fit(x, y[:, :1], other[0])) == pytest.approx(_mll(cold[0]), abs=1e-6)

@@ -109,3 +109,40 @@ def test_a_loaded_study_resumes_exactly(tmp_path, sampler):
     resumed.optimize(fn, trials=2)
     assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]
     assert resumed.hypervolume() == pytest.approx(whole.hypervolume())
+
+
+def test_a_loaded_study_starts_its_gp_fits_where_the_stored_trials_left_them(tmp_path, monkeypatch):
+    # from the 4th trial on, each fit starts from the hyperparameters the last suggestion
+    # stored on its trial; a study loaded after model-based trials fits exactly as the whole one
+    from kiln.tune import _acquisition, _bayes
+
+    monkeypatch.setattr(_bayes, "WARM_START_FROM", 4)
+    starts = []
+    fit_gps = _acquisition.fit_gps
+
+    def recorded(x, y, start=None):
+        starts.append(start)
+        return fit_gps(x, y, start)
+
+    monkeypatch.setattr(_acquisition, "fit_gps", recorded)
+
+    def fn(trial):
+        return {"a": trial.params["x"] * trial.params["n"], "b": (trial.params["x"] - 0.5) ** 2}
+
+    def new(url: str) -> Study:
+        return Study({"x": Float(0.0, 1.0), "n": Int(1, 4)}, {"a": "max", "b": "min"},
+                     thresholds={"a": 0.0, "b": 1.0}, sampler=fast_bayes(seed=3, n_startup=3),
+                     storage=url, name="warm")  # fmt: skip
+
+    whole = new(f"sqlite:///{tmp_path / 'whole.db'}")
+    whole.optimize(fn, trials=7)
+    assert starts[:1] == [None]  # trial 3: 3 completed trials, a fit from the defaults
+    stored = [t.system.get("bayes_gp") for t in whole.trials]
+    assert stored[:3] == [None] * 3 and all(s is not None for s in stored[3:])
+    assert starts[1:] == [stored[3], stored[4], stored[5]]  # each from the trial before it
+    url = f"sqlite:///{tmp_path / 'parts.db'}"
+    new(url).optimize(fn, trials=5)
+    resumed = Study.load("warm", storage=url)
+    assert resumed.trials[4].system == whole.trials[4].system  # kept by the storage
+    resumed.optimize(fn, trials=2)
+    assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]

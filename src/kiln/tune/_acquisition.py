@@ -14,31 +14,58 @@ import torch
 _PRUNE_SAMPLES = 256
 
 
+Hypers = dict[str, list[Any]]  # one fitted GP's raw hyperparameters by name, JSON-ready
+
+
 def fit_gp(x: torch.Tensor, y: torch.Tensor) -> Any:
+    """One GP per column of `y` (n x k), fitted from BoTorch's defaults (see `fit_gps`)."""
+    return fit_gps(x, y)[0]
+
+
+def fit_gps(
+    x: torch.Tensor, y: torch.Tensor, start: list[Hypers] | None = None
+) -> tuple[Any, list[Hypers]]:
     """One GP per column of `y` (n x k), each fitted alone (outcomes standardized, BoTorch's
     dimension-scaled priors), then stacked into one batched model: fitting the columns apart
-    converges in fewer steps, and the batched model evaluates the acquisition faster."""
+    converges in fewer steps, and the batched model evaluates the acquisition faster.
+
+    `start`: per column, hyperparameters to start the fit from (an earlier fit's, as returned
+    here), which takes a fraction of the steps of a fit from the defaults when the data grew by
+    a trial or two (BraninCurrin, 200 trials: 0.02-0.04 s instead of 0.12-0.24 s a column, to
+    the same likelihood). Returns the model and each column's fitted hyperparameters."""
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Standardize
 
-    singles = [_fit(x, y[:, j : j + 1]) for j in range(y.shape[-1])]
+    columns = range(y.shape[-1])
+    starts = start if start is not None and len(start) == len(columns) else [None] * len(columns)
+    singles = [_fit(x, y[:, j : j + 1], starts[j]) for j in columns]
+    hypers = [{n: p.detach().cpu().tolist() for n, p in s.named_parameters()} for s in singles]
     if len(singles) == 1:
-        return singles[0]
+        return singles[0], hypers
     gp = SingleTaskGP(x, y, outcome_transform=Standardize(y.shape[-1]))
     parts = [dict(s.named_parameters()) for s in singles]
     with torch.no_grad():
         for name, param in gp.named_parameters():
             param.copy_(torch.stack([p[name] for p in parts]).reshape(param.shape))
-    return gp.eval()
+    return gp.eval(), hypers
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor) -> Any:
+def _fit(x: torch.Tensor, y: torch.Tensor, start: Hypers | None = None) -> Any:
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Standardize
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
     gp = SingleTaskGP(x, y, outcome_transform=Standardize(1))
+    if start is not None:
+        params = dict(gp.named_parameters())
+        values = {n: torch.tensor(v, dtype=x.dtype, device=x.device) for n, v in start.items()}
+        if values.keys() == params.keys() and all(
+            values[n].shape == p.shape for n, p in params.items()
+        ):  # another kernel or dimension count: start from the defaults
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(values[n])
     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
     return gp
 

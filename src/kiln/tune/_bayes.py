@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from kiln.tune._acquisition import Goal, reference_point
+from kiln.tune._acquisition import Goal, Hypers, reference_point
 from kiln.tune._pareto import hypervolume_contributions
 from kiln.tune._sampler import BaseSampler, Sobol
 from kiln.tune._space import Space
@@ -137,7 +137,8 @@ class Bayes(BaseSampler):
     def _precompute(self, study: Study, trials: list[Trial], out: list[dict[str, Any]]) -> None:
         """Start the next suggestion now, as if the trials just asked for were all running."""
         now = time.time()
-        ahead = trials + [Trial(len(trials) + i, p, TrialState.RUNNING, started=now)
+        ahead = trials + [Trial(len(trials) + i, p, TrialState.RUNNING, started=now,
+                                system=dict(getattr(p, "system", {})))
                           for i, p in enumerate(out)]  # fmt: skip
         result: list[list[dict[str, Any]]] = []
 
@@ -165,7 +166,7 @@ class Bayes(BaseSampler):
                 warnings.simplefilter("ignore")
                 steps = 2 * study.space.dims if self.local_steps is None else self.local_steps
                 local = len(done) < startup + steps
-                points = self._optimize(study, trials, done, busy, n, seed, local)
+                points, hypers = self._optimize(study, trials, done, busy, n, seed, local)
         except ImportError:
             raise
         except Exception as e:  # a model that cannot be fitted must not stop the study
@@ -174,7 +175,8 @@ class Bayes(BaseSampler):
             rng = np.random.default_rng([self.seed, len(trials)])
             return [self._unique(study.space, taken, lambda: rng.random(study.space.dims))
                     for _ in range(n)]  # fmt: skip
-        return self._decode_unique(study, points, taken, len(trials))
+        out = self._decode_unique(study, points, taken, len(trials))
+        return [_Suggested(p, {GP_HYPERS: hypers}) for p in out]
 
     def _decode_unique(
         self, study: Study, points: np.ndarray, taken: list[dict[str, Any]], index: int
@@ -191,10 +193,10 @@ class Bayes(BaseSampler):
     def _optimize(
         self, study: Study, trials: list[Trial], done: list[Trial], busy: list[Trial], n: int,
         seed: int, local: bool = False,
-    ) -> np.ndarray:  # fmt: skip
+    ) -> tuple[np.ndarray, list[Hypers]]:  # fmt: skip
         from botorch.models import ModelListGP
 
-        from kiln.tune._acquisition import acquisition, fit_gp, log_probability_of_region
+        from kiln.tune._acquisition import acquisition, fit_gp, fit_gps, log_probability_of_region
 
         device = self.device_for(len(done))
         tkw: dict[str, Any] = {"dtype": torch.float64, "device": device}
@@ -202,7 +204,9 @@ class Bayes(BaseSampler):
         x = torch.tensor([space.encode(t.params) for t in done], **tkw)
         y, cons = self._outcomes(study, done)
         warp = TailWarp(y)
-        model = fit_gp(x, torch.tensor(np.hstack([warp(y), cons]), **tkw))
+        outcomes = torch.tensor(np.hstack([warp(y), cons]), **tkw)
+        warm = _latest_hypers(trials) if len(done) >= WARM_START_FROM else None
+        model, hypers = fit_gps(x, outcomes, warm)
         n_obj, n_con = y.shape[1], cons.shape[1]
         failed = [t for t in trials if t.state is TrialState.FAILED]
         if failed:  # teach the model where evaluations fail: +1 failed, -1 completed
@@ -230,7 +234,7 @@ class Bayes(BaseSampler):
                 )
                 candidates = torch.cat([candidates, self._maximize(region, space, 1, seed, tkw)])
         self.timings = {"fit": fitted - start, "acquisition": time.perf_counter() - fitted}
-        return candidates.detach().cpu().numpy()
+        return candidates.detach().cpu().numpy(), hypers
 
     def _trust_region(
         self, model: Any, x: torch.Tensor, n_obj: int, cons: np.ndarray, ref: list[float],
@@ -340,3 +344,28 @@ def _still_current(assumed: list[Trial], now: list[Trial]) -> bool:
         if a.number != b.number or a.params != b.params or not unchanged:
             return False
     return True
+
+
+GP_HYPERS = "bayes_gp"  # the key of a suggestion's fitted GP hyperparameters in Trial.system
+# From this many completed trials on, a fit starts from the last suggestion's hyperparameters.
+# Before, fits are cheap and a dozen points can leave an early fit in a poor optimum that a warm
+# start would keep (BraninCurrin, 14 trials: hypervolume 30 instead of 45 for one seed).
+WARM_START_FROM = 30
+
+
+class _Suggested(dict[str, Any]):
+    """A suggestion's parameters, and what its trial keeps in `Trial.system`: the hyperparameters
+    of the GPs it was chosen with. The next suggestion starts its fit from them, the latest
+    trial's that has them, so it depends on the stored history alone: a study loaded from its
+    storage, or one served to workers on other hosts, fits exactly as the uninterrupted one."""
+
+    def __init__(self, params: dict[str, Any], system: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.system = system
+
+
+def _latest_hypers(trials: list[Trial]) -> list[Hypers] | None:
+    for trial in sorted(trials, key=lambda t: t.number, reverse=True):
+        if GP_HYPERS in trial.system:
+            return trial.system[GP_HYPERS]  # type: ignore[no-any-return]
+    return None

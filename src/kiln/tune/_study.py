@@ -221,7 +221,8 @@ class Study:
                 out.append(self._attach(trial))
             need = (n or 1) - len(out)
             for params in self.sampler.suggest(self, need) if need else []:
-                trial = Trial(-1, self.space.validate(params), TrialState.RUNNING)
+                system = dict(getattr(params, "system", None) or {})  # see Bayes's _Suggested
+                trial = Trial(-1, self.space.validate(params), TrialState.RUNNING, system=system)
                 self.storage.create_trial(self.name, trial)
                 out.append(self._attach(trial))
         return out if n is not None else out[0]

@@ -33,7 +33,8 @@ class TrialPruned(Exception):
 
 @dataclass
 class Trial:
-    """`params` is a dict of parameter values; `values` holds every metric it was told."""
+    """`params` is a dict of parameter values; `values` holds every metric it was told;
+    `system` is what the sampler that suggested it keeps with it (JSON values)."""
 
     number: int
     params: dict[str, Any]
@@ -44,6 +45,7 @@ class Trial:
     started: float = field(default_factory=time.time)
     heartbeat: float = field(default_factory=time.time)
     finished: float | None = None
+    system: dict[str, Any] = field(default_factory=dict)
     _study: Study | RemoteStudy | None = field(default=None, repr=False, compare=False)
 
     def report(self, step: int, values: dict[str, float] | float) -> None:
