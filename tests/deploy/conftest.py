@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -63,3 +66,25 @@ def images() -> torch.Tensor:
 def rel_error(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Max abs error over max abs reference: the error kiln.deploy reports, computed here."""
     return float((output.float() - reference.float()).abs().max() / reference.abs().max())
+
+
+def fake_packages(monkeypatch: pytest.MonkeyPatch, build_s: float = 0.0) -> dict[str, Any]:
+    """Stand-in packages (a C++ build takes ~20 s on a CPU; test_repository.py builds a real
+    one): build_package writes a file after ``build_s`` s, the probe passes, load_package runs
+    the module it was given. Returns the built modules by path."""
+    built: dict[str, Any] = {}
+
+    def build_package(module, example, path, options):
+        time.sleep(build_s)
+        path.write_bytes(b"stand-in")
+        built[str(path)] = module
+        return path
+
+    def load_package(path, device):
+        module = built[str(path)]
+        return lambda x: module(x)
+
+    monkeypatch.setattr("kiln.deploy._builds.build_package", build_package)
+    monkeypatch.setattr("kiln.deploy._optimize.probe_packages", lambda *args: None)
+    monkeypatch.setattr("kiln.deploy._optimize.load_package", load_package)
+    return built

@@ -1,7 +1,7 @@
 """optimize says what it does and how long each part took: log lines, and engine.info["timings"].
 
-The package builds are stand-ins here (a C++ build takes ~30 s on a CPU; the slow test in
-test_repository.py builds a real one): each sleeps a known time, so the timings have an oracle.
+The package builds are stand-ins here (conftest.fake_packages): each sleeps a known time, so the
+timings have an oracle.
 """
 
 import io
@@ -16,42 +16,28 @@ from kiln import deploy
 from kiln.deploy._builds import Board, _run_all
 from kiln.deploy._progress import Progress
 
+from .conftest import fake_packages
+
 BUILD_S = 0.2
 
 
-def _fake_packages(monkeypatch):
-    """build_package writes a file after BUILD_S s; load_package runs the module it was given."""
-    built = {}
-
-    def build_package(module, example, path, options):
-        time.sleep(BUILD_S)
-        path.write_bytes(b"stand-in")
-        built[str(path)] = module
-        return path
-
-    def load_package(path, device):
-        module = built[str(path)]
-        return lambda x: module(x)
-
-    monkeypatch.setattr("kiln.deploy._builds.build_package", build_package)
-    monkeypatch.setattr("kiln.deploy._optimize.load_package", load_package)
-
-
 def test_optimize_logs_every_phase_and_one_line_per_package(mlp, monkeypatch, capfd, tmp_path):
-    _fake_packages(monkeypatch)
+    fake_packages(monkeypatch, BUILD_S)
     engine = deploy.optimize(mlp, torch.randn(2, 6), "fp16", (1, 4), compile=True, jobs=1)
     err = capfd.readouterr().err
     lines = err.splitlines()
     assert all(re.match(r"^\[kiln\.deploy \d\d:\d\d:\d\d \+ *\d+\.\d+s\] ", line) for line in lines)
     for phase in ("capture (torch.export): done in", "pass fold_batchnorm: rel err",
-                  "pass fp16: rel err", "batch 4: runner ready (package, check"):  # fmt: skip
+                  "pass fp16: rel err", "loading the packages in a probe process: done in",
+                  "batch 4: runner ready (package, check"):  # fmt: skip
         assert phase in err, err
     built = [line for line in lines if "package built in" in line]
     assert [re.search(r"batch (\d+):", line)[1] for line in built] == ["4", "1"]  # largest first
     assert float(re.search(r"built in ([\d.]+) s", built[0])[1]) >= BUILD_S - 0.05
+    assert err.index("loading the packages in a probe process ...") > err.rindex("package built")
     timings = engine.info["timings"]
     expected = {"capture", "pass_fold_batchnorm", "pass_fp16", "packages", "package_1",
-                "package_4", "runners", "total"}  # fmt: skip
+                "package_4", "probe", "runners", "total"}  # fmt: skip
     assert set(timings) == expected and min(timings.values()) >= 0
     assert timings["package_1"] >= BUILD_S - 0.05 and timings["package_4"] >= BUILD_S - 0.05
     assert timings["packages"] >= timings["package_1"] + timings["package_4"]  # one at a time

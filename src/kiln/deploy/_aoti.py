@@ -5,10 +5,13 @@ kind; loading it takes seconds, so a server cold-starts without compiling. Induc
 turns the weights into constants (constant folding, conv + BatchNorm folding, layout
 optimization: channels_last for convolutions); max-autotune benchmarks kernel candidates (Triton
 templates with fused epilogues, cuBLAS/cuDNN) per shape, where small batches gain the most.
+Loading runs torch's C++ loader, which can crash the process outright, so ``optimize`` loads
+new packages in a probe process first (``kiln.deploy._aoti_probe``).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +59,10 @@ def build_package(
 
 def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
-    index = device.index if device.type == "cuda" and device.index is not None else -1
-    compiled = torch._inductor.aoti_load_package(
-        str(path), run_single_threaded=True, device_index=index
-    )
+    # the loader's default device_index (-1, the current device, set here): with an explicit
+    # device_index=0 it segfaulted (torch 2.11 + CUDA 13, H100); a suspect, not a known cause
+    with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        compiled = torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
     boxed = getattr(getattr(compiled, "loader", None), "boxed_run", None)
     if boxed is None:  # older runtimes: the pytree-flattening __call__
         return lambda x: compiled(x)

@@ -101,8 +101,7 @@ def _run_all(commands: dict[int, list[str]], tuned: set[int], jobs: int,
     board = board or Board(Progress(enabled=False), tuned)
     pending = build_order(list(commands), tuned)
     running: dict[int, tuple[subprocess.Popen[bytes], Any]] = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = worker_env()
     try:
         while pending or running:
             for size in _startable(pending, running, tuned, jobs):
@@ -124,6 +123,12 @@ def _run_all(commands: dict[int, list[str]], tuned: set[int], jobs: int,
             process.kill()
             process.wait()
             log.close()
+
+
+def worker_env() -> dict[str, str]:
+    """This environment, with this kiln first on the path: a worker imports the same code."""
+    path = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 def _startable(pending: list[int], running: dict[int, Any], tuned: set[int],

@@ -4,7 +4,9 @@ The pipeline reads top to bottom: capture once (``torch.export``), apply the pas
 BatchNorm, precision, channels_last, fp8, image input), each checked against the original
 model, then one runner per batch size: an AOTInductor package (compiled with freezing) or the
 eager module, captured in a CUDA graph on GPUs. The packages' static programs are re-exports of
-the transformed graph, not new captures of the user's model.
+the transformed graph, not new captures of the user's model. A probe process loads and runs the
+new packages before this one does (torch's C++ loader can crash a process); where they cannot
+be built or that probe fails, the same Inductor build compiles here with ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from torch.export import ExportedProgram
 
 from kiln.deploy._aoti import inductor_options, jit_compile, load_package
+from kiln.deploy._aoti_probe import probe_packages
 from kiln.deploy._builds import build_packages, default_jobs
 from kiln.deploy._capture import capture, eval_mode, single_output, tile
 from kiln.deploy._check import Check, check, strict_fp32
@@ -225,23 +228,37 @@ def _runners(
 def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
               options: dict[str, Any], folder: Path,
               progress: Progress) -> dict[int, Path]:  # fmt: skip
-    """AOTInductor packages per batch size; none (with a warning) where they cannot be built."""
+    """AOTInductor packages per batch size, loaded once in a probe process; none (with a
+    warning) where they cannot be built or loading them fails there."""
     sizes = options["batch_sizes"]
     jobs = 1 if options["precision"] == "fp8" else options["jobs"]  # torchao's tensors: in-process
     jobs = default_jobs(device, len(sizes)) if jobs is None else jobs
     configs = {s: _inductor(device, s, options) for s in sizes}
+    examples = {s: x[:s] for s in sizes}
     try:
         progress.log(f"building {len(sizes)} packages, {jobs} at a time")
-        return build_packages(module, {s: x[:s] for s in sizes}, configs, folder, jobs, progress)
+        paths = build_packages(module, examples, configs, folder, jobs, progress)
     except Exception as e:  # a missing toolchain shows up as many error types
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        warnings.warn(
-            f"AOTInductor could not build packages ({type(e).__name__}: {first[:300]}); "
-            f"compiling with torch.compile in this process instead. The engine is as fast, "
-            f"but kiln.deploy.save stores no packages, so kiln.deploy.load compiles again.",
-            stacklevel=3,
-        )
-        return {}
+        return _without_packages(f"could not build packages ({type(e).__name__}: {first[:300]})")
+    # torch's C++ loader can crash the process (SIGSEGV): let it crash another one first
+    with progress.phase("probe", "loading the packages in a probe process"):
+        reason = probe_packages(paths, device, examples)
+    if reason is not None:
+        return _without_packages(f"built packages, but {reason}",
+                                 f" A different torch version may load them (this is torch "
+                                 f"{torch.__version__}).")  # fmt: skip
+    return paths
+
+
+def _without_packages(what: str, advice: str = "") -> dict[int, Path]:
+    warnings.warn(
+        f"AOTInductor {what}; compiling with torch.compile in this process instead. The engine "
+        f"is as fast, but kiln.deploy.save stores no packages, so kiln.deploy.load compiles "
+        f"again.{advice}",
+        stacklevel=6,  # optimize's caller: past _packages, _runners, _build and optimize
+    )
+    return {}
 
 
 def _inductor(device: torch.device, size: int, options: dict[str, Any]) -> dict[str, Any]:
