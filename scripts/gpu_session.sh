@@ -4,14 +4,17 @@
 # tool returns only the last 12,000 characters of output), each step under its own timeout so
 # one stuck step cannot take the rest of the call with it. Run from the repository root:
 #
-#   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving, GPU tests
+#   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving
+#   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
+#   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
-#   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, where fit()'s extra 8 GB comes from
+#   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
-#   scripts/gpu_session.sh tune       # 1x H100: tune_quality.py on 16 cores + GPU latency
+#   scripts/gpu_session.sh tune       # 1x H100: tune_cpu, then tune_gpu (latency: cuda, auto)
 #   scripts/gpu_session.sh tune_lenet # 1x H100: early stopping on LeNet-5, 4 GPU workers
+#   scripts/gpu_session.sh debug      # 1x H100: a short tune_lenet (2 worker processes)
 #   scripts/gpu_session.sh tune_cpu   # CPU only: tune_quality.py on 16 cores
 #
 # On a machine of several GPUs, single-GPU parts can share one call, each on its own GPU (the
@@ -96,13 +99,14 @@ deploy)
         --json "$OUT/serve_http.json"
     ;;
 gpu_tests)
-    step gpu_tests 300 python3 -X faulthandler -m pytest -v -m gpu -p no:cacheprovider \
-        -o addopts="" tests
+    step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider tests
     ;;
-debug)  # tune_lenet's CUDA-graph capture failure (2026-11-27), then a short tune_lenet
-    step capture_repro 200 python3 .scratch/capture_repro.py
+aoti_check)  # which AOTInductor build/load settings survive torch's loader here
+    step aoti_check 400 python3 scripts/aoti_loader_check.py
+    ;;
+debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial after trial
     step tune_lenet_smoke 150 python3 benchmarks/tune_lenet.py --sampler sobol --trials 8 \
-        --epochs 3 --workers 2 --out "$OUT/tune_lenet_smoke"
+        --epochs 5 --workers 2 --out "$OUT/tune_lenet_smoke"
     ;;
 lenet)
     precompile
@@ -151,7 +155,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|gpu_tests|debug|lenet|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_lenet|parallel PART..." >&2
+    echo "usage: $0 deploy|gpu_tests|aoti_check|debug|lenet|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_lenet|parallel PART..." >&2
     exit 2
     ;;
 esac

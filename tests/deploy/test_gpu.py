@@ -44,7 +44,12 @@ def test_compiled_fp16_image_engine_matches_saves_and_cold_loads(tmp_path, recor
     torch.testing.assert_close(out, kept, rtol=0, atol=0)
     onnx = all(find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
     folder = deploy.save(engine, tmp_path, "conv", onnx=onnx)  # ONNX from a CUDA capture
-    assert sorted(p.name for p in (folder / "aoti").iterdir()) == ["batch_1.pt2", "batch_4.pt2"]
+    if info["passes"][-1]["name"] == "aoti_compile":
+        assert sorted(p.name for p in (folder / "aoti").iterdir()) == [
+            "batch_1.pt2", "batch_4.pt2"]  # fmt: skip
+    else:  # torch's loader crashed the probe (torch 2.11 + CUDA 13 on an H100): compiled here
+        assert info["passes"][-1]["name"] == "inductor_jit" and not (folder / "aoti").exists()
+        record_property("aoti", "packages did not load in the probe: compiled in process")
     loaded = deploy.load(folder)
     assert loaded.info["compiled"] and loaded.device == engine.device
     torch.testing.assert_close(loaded(pixels), out, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,110 @@
+"""Which AOTInductor build and load settings work on this machine? A diagnostic for the loader
+crash seen with torch 2.11 + CUDA 13 on an H100 (`aoti_load_package` segfaulted inside torch's
+C++ loader for a package that built fine; see BENCHMARKS.md, the deploy section).
+
+Each variant builds a package of a tiny conv net in one process and loads and runs it in a fresh
+one (faulthandler on), so a crash ends only that variant. Prints one line per variant:
+
+    python scripts/aoti_loader_check.py            # cuda when present, else cpu
+    python scripts/aoti_loader_check.py --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (Inductor options over kiln's defaults, how to load)
+VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+    "kiln": ({}, {"single": True}),
+    "explicit-device-index": ({}, {"single": True, "device_index": 0}),
+    "multi-threaded-runner": ({}, {"single": False}),
+    "no-freezing": ({"freezing": False}, {"single": True}),
+    "constants-outside-so": ({"aot_inductor.package_constants_in_so": False}, {"single": True}),
+}
+
+
+def _net():  # type: ignore[no-untyped-def]
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)]  # fmt: skip
+    return nn.Sequential(*layers).eval()
+
+
+def build(device: str, options: dict[str, object], path: str) -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from kiln.deploy._aoti import build_package, inductor_options
+
+    dev = torch.device(device)
+    x = torch.randn(8, 3, 32, 32, device=dev)
+    build_package(_net().to(dev), x, Path(path), {**inductor_options(dev, 8, "none"), **options})
+
+
+def load(device: str, how: dict[str, object], path: str) -> float:
+    import torch
+
+    dev = torch.device(device)
+    model = _net().to(dev)
+    x = torch.randn(8, 3, 32, 32, device=dev)
+    index = int(how.get("device_index", -1))  # type: ignore[call-overload]
+    compiled = torch._inductor.aoti_load_package(
+        path, run_single_threaded=bool(how["single"]), device_index=index
+    )
+    with torch.no_grad():
+        return float((compiled(x) - model(x)).abs().max())
+
+
+def main() -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", help="comma-separated: " + ", ".join(VARIANTS))
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        what, device, spec, path = args.worker
+        options, how = json.loads(spec)
+        if what == "build":
+            build(device, options, path)
+        else:
+            print(f"RESULT max abs error {load(device, how, path):.3g}", flush=True)
+        return 0
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    print(f"# AOTInductor loader check: torch {torch.__version__}, device {args.device}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            spec, path = json.dumps(VARIANTS[name]), str(Path(tmp) / f"{name}.pt2")
+            for what in ("build", "load"):
+                start = time.perf_counter()
+                done = subprocess.run(
+                    [sys.executable, "-X", "faulthandler", __file__, "--worker", what,
+                     args.device, spec, path],
+                    capture_output=True, text=True, timeout=600,
+                )  # fmt: skip
+                seconds = time.perf_counter() - start
+                result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+                status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
+                print(f"{name:24s} {what:5s} {status:9s} {seconds:6.1f} s "
+                      f"{result[0][7:] if result else ''}", flush=True)  # fmt: skip
+                if done.returncode:
+                    tail = [ln for ln in done.stderr.splitlines() if "Warning" not in ln][-8:]
+                    print("    " + "\n    ".join(tail), flush=True)
+                    break
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
