@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,21 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "multi-threaded-runner": ({}, {"single": False}),
     "no-freezing": ({"freezing": False}, {"single": True}),
     "constants-outside-so": ({"aot_inductor.package_constants_in_so": False}, {"single": True}),
+    # built against the CUDA headers and runtime that came with torch (pip's nvidia packages)
+    "torch-cuda-home": ({}, {"single": True}),
 }
+
+
+def torch_cuda_home() -> str | None:
+    """A folder of pip's nvidia packages with the CUDA runtime's headers, if torch has one."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    for root in map(Path, roots):
+        for header in sorted(root.glob("*/include/cuda_runtime.h")):
+            return str(header.parents[1])
+    return None
 
 
 def _net():  # type: ignore[no-untyped-def]
@@ -66,6 +81,38 @@ def load(device: str, how: dict[str, object], path: str) -> float:
         return float((compiled(x) - model(x)).abs().max())
 
 
+def toolchain() -> None:
+    """The CUDA torch runs on against the toolkit the packages' C++ is built with: a wrapper
+    linked against another CUDA runtime than torch's is one way a loader can crash."""
+    import shutil
+
+    import torch
+
+    home = os.environ.get("CUDA_HOME") or "(unset: torch looks for nvcc)"
+    nvcc = shutil.which("nvcc") or os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvcc")
+    release = ""
+    if os.path.exists(nvcc):
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+        release = next((ln for ln in out.splitlines() if "release" in ln), "").strip()
+    print(f"# torch.version.cuda {torch.version.cuda}; CUDA_HOME {home}; nvcc {nvcc}: {release}")
+
+
+def linked(package: str) -> None:
+    """The CUDA and torch libraries the package's wrapper library links against (ldd)."""
+    import shutil
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(package) as archive:
+        for member in (m for m in archive.namelist() if m.endswith(".so")):
+            so = archive.extract(member, tmp)
+            if not shutil.which("ldd"):
+                return
+            out = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
+            keep = [ln.strip() for ln in out.splitlines()
+                    if any(k in ln for k in ("cuda", "torch", "c10", "not found"))]  # fmt: skip
+            print(f"# {Path(member).name} links: " + "; ".join(keep or ["(nothing CUDA)"]))
+
+
 def main() -> int:
     import torch
 
@@ -84,15 +131,24 @@ def main() -> int:
         return 0
     names = args.only.split(",") if args.only else list(VARIANTS)
     print(f"# AOTInductor loader check: torch {torch.__version__}, device {args.device}")
+    toolchain()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             spec, path = json.dumps(VARIANTS[name]), str(Path(tmp) / f"{name}.pt2")
+            env = dict(os.environ)
+            if name == "torch-cuda-home":
+                home = torch_cuda_home()
+                if home is None:
+                    print(f"{name:24s} skipped: no nvidia package with cuda_runtime.h", flush=True)
+                    continue
+                env["CUDA_HOME"] = home
+                print(f"# {name}: CUDA_HOME={home}", flush=True)
             for what in ("build", "load"):
                 start = time.perf_counter()
                 done = subprocess.run(
                     [sys.executable, "-X", "faulthandler", __file__, "--worker", what,
                      args.device, spec, path],
-                    capture_output=True, text=True, timeout=600,
+                    capture_output=True, text=True, timeout=600, env=env,
                 )  # fmt: skip
                 seconds = time.perf_counter() - start
                 result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
@@ -103,6 +159,8 @@ def main() -> int:
                     tail = [ln for ln in done.stderr.splitlines() if "Warning" not in ln][-8:]
                     print("    " + "\n    ".join(tail), flush=True)
                     break
+                if what == "build" and name == names[0]:
+                    linked(path)
     return 0
 
 
