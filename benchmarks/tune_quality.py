@@ -67,7 +67,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="kiln Bayes in the quality runs")
     p.add_argument("--latency-devices", default=None,
                    help="comma-separated: cpu, cuda, auto (Bayes's default: the CPU below "
-                        "gpu_from trials); default cpu, and cuda when present")  # fmt: skip
+                        "gpu_from trials), or none; default cpu, and cuda if present")  # fmt: skip
     p.add_argument("--latency-sizes", default="10,25,50,100,200")
     p.add_argument("--latency-reps", type=int, default=10)
     p.add_argument("--latency-threads", default=None,
@@ -86,7 +86,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device} needs CUDA, and torch {torch.__version__} sees none")
     default = "cpu,cuda" if torch.cuda.is_available() else "cpu"
-    args.latency_devices = (args.latency_devices or default).split(",")
+    devices = (args.latency_devices or default).split(",")
+    args.latency_devices = [] if devices == ["none"] else devices
+    if bad := [d for d in args.latency_devices if d.split(":")[0] not in ("cpu", "cuda", "auto")]:
+        p.error(f"unknown --latency-devices {bad}: cpu, cuda, cuda:N, auto, or none (no timing)")
     args.latency_sizes = [int(n) for n in args.latency_sizes.split(",")]
     threads = args.latency_threads or f"1,{torch.get_num_threads()}"
     args.latency_threads = list(dict.fromkeys(int(t) for t in threads.split(",")))
@@ -138,6 +141,8 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 def latencies(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every CPU row once per thread count (labelled "cpu/Nt"); GPU rows with the most."""
     rows, sizes, reps = [], args.latency_sizes, args.latency_reps
+    if not args.latency_devices:  # --latency-devices none
+        return rows
     for threads in args.latency_threads:
         torch.set_num_threads(threads)
         cpu = f"cpu/{threads}t"

@@ -152,3 +152,15 @@ def test_only_full_batches_take_the_compiled_path(monkeypatch):
             results.append(model.fit(x, y, batch_size=16, epochs=2, verbose=0, track=False))
     assert rows_seen == [16] * 12  # 2 epochs x 6 full batches; the 4-sample ones ran eagerly
     assert results[0].history == results[1].history
+
+
+def test_auto_strategy_shards_a_model_whose_training_state_would_crowd_one_gpu():
+    from kiln.train._fast_path import auto_strategy
+
+    model = torch.nn.Linear(1000, 1000)  # 1,001,000 fp32 weights: 16.0 MB with grads and Adam
+    state = 16 * 1_001_000
+    assert auto_strategy(model, 2 * state)[0] == "ddp"  # exactly half of the GPU: still fits
+    strategy, why = auto_strategy(model, 2 * state - 1)
+    assert strategy == "fsdp" and 'strategy="ddp"' in why and "0.0 GB" in why
+    assert auto_strategy(model.half(), 2 * state - 1)[0] == "ddp"  # half the bytes
+    assert auto_strategy(model, None)[0] == "ddp"  # CPUs (gloo): no memory to crowd

@@ -78,3 +78,24 @@ def enable_compile_cache() -> None:
     """Keep Inductor's compiled kernels in ~/.cache/kiln, so a second run starts fast."""
     default = Path.home() / ".cache" / "kiln" / "torchinductor"
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default))
+
+
+# Weights, gradients and Adam's two moments, per parameter, in the parameter's dtype (fp32: 16 B)
+_TRAINING_COPIES = 4
+# ... may take this share of a GPU under DDP; activations and workspaces need the rest
+_DDP_SHARE = 0.5
+
+
+def auto_strategy(model: nn.Module, gpu_bytes: int | None) -> tuple[str, str]:
+    """DDP, unless the model's training state would crowd one GPU (`gpu_bytes`: its memory; None
+    on CPUs, where DDP always runs): then FSDP, which shards it across the ranks. Returns the
+    strategy and why, in words for the user."""
+    state = _TRAINING_COPIES * sum(p.numel() * p.element_size() for p in model.parameters())
+    if gpu_bytes is None or state <= _DDP_SHARE * gpu_bytes:
+        return "ddp", "the model's training state fits one GPU"
+    gb = 1024**3
+    return "fsdp", (
+        f"the model's weights, gradients and optimizer state need about {state / gb:.1f} GB, "
+        f"more than half of one GPU's {gpu_bytes / gb:.0f} GB: sharding them with FSDP "
+        f'(strategy="fsdp"; pass strategy="ddp" to keep a whole copy on each GPU)'
+    )

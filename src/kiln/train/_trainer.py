@@ -30,6 +30,7 @@ from kiln.train._callback import Callback, Logs
 from kiln.train._data import assemble, split_tail
 from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
+    auto_strategy,
     make_capturable,
     to_channels_last,
     use_channels_last,
@@ -52,6 +53,9 @@ class Trainer:
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
+    Started by ``kiln launch`` (torchrun), ``strategy`` "auto" trains with DDP, or with FSDP
+    when the model's weights, gradients and optimizer state would take more than half of one
+    GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose.
     """
 
     def __init__(
@@ -87,7 +91,8 @@ class Trainer:
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if strategy not in ("auto", "ddp", "fsdp"):
             raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
-        self.strategy = "ddp" if strategy == "auto" else strategy
+        self._strategy_option = strategy
+        self.strategy = "ddp" if strategy == "auto" else strategy  # "auto" decides in _setup
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
@@ -397,6 +402,14 @@ class Trainer:
             )
             if self.channels_last:
                 self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            if self.dist and self._strategy_option == "auto":
+                cuda = self.device.type == "cuda"
+                gpu = torch.cuda.get_device_properties(self.device).total_memory if cuda else None
+                self.strategy, why = auto_strategy(self.model, gpu)
+                if self.strategy == "fsdp" and self.dist.is_main:
+                    from rich.console import Console
+
+                    Console(stderr=True).print(f"[bold]kiln.train[/]: {why}")
             if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
                 self.dist.wrap(self.model, self.device, "fsdp")
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
