@@ -3,7 +3,8 @@ crash seen with torch 2.11 + CUDA 13 on an H100 (`aoti_load_package` segfaulted 
 C++ loader for a package that built fine; see BENCHMARKS.md, the deploy section).
 
 Each variant builds a package of a tiny conv net in one process and loads and runs it in a fresh
-one (faulthandler on), so a crash ends only that variant. Prints one line per variant:
+one (faulthandler on), so a crash ends only that variant; both import torch alone, not kiln.
+Prints one line per variant:
 
     python scripts/aoti_loader_check.py            # cuda when present, else cpu
     python scripts/aoti_loader_check.py --device cpu
@@ -19,8 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (Inductor options over kiln's defaults, how to load)
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
@@ -57,14 +56,20 @@ def _net():  # type: ignore[no-untyped-def]
 
 
 def build(device: str, options: dict[str, object], path: str) -> None:
+    """torch alone, no kiln import (kiln.deploy imports much more: FastAPI, pydantic, ...), with
+    the Inductor options kiln.deploy._aoti.inductor_options gives a batch without autotuning."""
     import torch
-
-    sys.path.insert(0, str(ROOT / "src"))
-    from kiln.deploy._aoti import build_package, inductor_options
 
     dev = torch.device(device)
     x = torch.randn(8, 3, 32, 32, device=dev)
-    build_package(_net().to(dev), x, Path(path), {**inductor_options(dev, 8, "none"), **options})
+    kiln_options: dict[str, object] = {"freezing": True}
+    if dev.type == "cuda":
+        kiln_options["triton.cudagraphs"] = False
+    program = torch.export.export(_net().to(dev), (x,))
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=path, inductor_configs={**kiln_options, **options}
+        )
 
 
 def load(device: str, how: dict[str, object], path: str) -> float:

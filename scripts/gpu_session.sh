@@ -101,8 +101,10 @@ deploy)
 gpu_tests)
     step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider tests
     ;;
-aoti_check)  # which AOTInductor build/load settings survive torch's loader here
-    step aoti_check 400 python3 scripts/aoti_loader_check.py
+aoti_check)  # which AOTInductor build/load settings survive torch's loader here: with the
+    # image's packages alone, then with the carried wheels first on the path (as kiln runs)
+    step aoti_check_image 280 env PYTHONPATH= python3 scripts/aoti_loader_check.py
+    step aoti_check_wheels 280 python3 scripts/aoti_loader_check.py --only kiln,no-freezing
     ;;
 debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial after trial
     step tune_lenet_smoke 150 python3 benchmarks/tune_lenet.py --sampler sobol --trials 8 \
