@@ -23,6 +23,10 @@
 #   scripts/gpu_session.sh parallel deploy resnet+memory lenet+tune_gpu tune_lenet -- tune_cpu
 #
 # Parts after "--" get no GPU (CUDA_VISIBLE_DEVICES="").
+# The parts share the host's CPUs: on 2026-11-27 AOTInductor builds and 16 tuning processes
+# beside the speed runs slowed Keras-JAX 3x and kiln's LeNet 1.6x. Put timings whose bars are
+# ratios (lenet, resnet, deploy, tune_gpu) alone or beside GPU-only work; memory, correctness
+# and tuning-quality parts share well.
 # The wheels the device image lacks travel in .whl/ (benchmarks/fetch_*_wheels.sh and pip
 # download; carry ".whl" in the device call). Without $OUT the results go to ./gpu_results.
 set -uo pipefail
