@@ -37,10 +37,15 @@ class Evaluation:
 
 
 class Problem:
-    def __init__(self, name: str) -> None:
+    """`seed` draws the noise of a noisy problem from a generator of its own, so a run's noise
+    depends on its seed alone, not on what ran before it in the process (samplers that use
+    torch's global generator, other runs of a worker)."""
+
+    def __init__(self, name: str, seed: int = 0) -> None:
         if name not in NAMES:
             raise ValueError(f"Unknown problem {name!r}; known: {', '.join(NAMES)}")
         self.name, self.f = name, _factories()[name]()
+        self._noise = torch.Generator().manual_seed(seed)
         self.dim, self.m = int(self.f.dim), int(self.f.num_objectives)
         self.bounds = self.f.bounds.double().T.tolist()  # [(lo, hi)] per input
         self.ref = self.f.ref_point.double().numpy()
@@ -49,7 +54,12 @@ class Problem:
 
     def evaluate(self, x: list[float]) -> Evaluation:
         xt = torch.tensor([x], dtype=torch.float64)
-        observed, true = self.f(xt)[0].numpy(), self.f.evaluate_true(xt)[0].numpy()
+        true_t = self.f.evaluate_true(xt)[0]
+        std = self.f.noise_std
+        noise = 0.0 if std is None else torch.as_tensor(std, dtype=torch.float64) * torch.randn(
+            true_t.shape, dtype=torch.float64, generator=self._noise
+        )  # fmt: skip
+        observed, true = (true_t + noise).numpy(), true_t.numpy()
         slack = float(self.f.evaluate_slack(xt).min()) if self.constrained else None
         return Evaluation(observed, true, slack, slack is None or slack >= 0)
 

@@ -57,7 +57,7 @@ def kiln_study(prob: Problem, sampler: tune.BaseSampler) -> tune.Study:
 def run(task: Task) -> dict[str, Any]:
     """{"hv": [...], "latency": [[completed trials, seconds], ...], "fallbacks": int, ...}"""
     torch.set_num_threads(task.threads)
-    prob = Problem(task.problem)
+    prob = Problem(task.problem, seed=task.seed)
     loop = _kiln_loop if task.sampler in KILN else _optuna_loop
     start, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as caught:
