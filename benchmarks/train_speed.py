@@ -50,6 +50,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "torch-resident": "torch_loops:lenet_resident",
         "torch-cudagraph-eager": "torch_loops:lenet_cudagraph_eager",
         "torch-cudagraph-compile-bf16": "torch_loops:lenet_cudagraph_compile_bf16",
+        "torch-cudagraph-compile-bf16-gather": "torch_loops:lenet_cudagraph_compile_bf16_gather",
         "keras-jax": "keras_runs:lenet",
         "keras-torch": "keras_runs:lenet",
     },

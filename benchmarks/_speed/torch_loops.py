@@ -144,6 +144,52 @@ def _lenet_cudagraph(cfg: Config, bf16: bool, compiled: bool) -> dict:
     return clock.result(steps, steps * cfg.batch_size, note)
 
 
+def lenet_cudagraph_compile_bf16_gather(cfg: Config) -> dict:
+    """As ``torch-cudagraph-compile-bf16``, but the graph also picks its batch: it gathers the
+    rows of step ``step_t`` of the epoch's permutation (both on the device) and counts
+    ``step_t`` up itself, so a step is one replay and nothing else. How much of an epoch goes
+    to the two gathers and two copies a step outside the graph?"""
+    device, x, y, clock = _lenet_setup(cfg)
+    if device.type != "cuda":
+        raise Skip("needs CUDA")
+    model = torch_lenet().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
+    x, y = x.to(device), y.to(device)
+    steps, bs = len(x) // cfg.batch_size, cfg.batch_size
+    perm = torch.randperm(len(x), device=device)[: steps * bs].view(steps, bs)
+    step_t = torch.zeros(1, dtype=torch.long, device=device)
+    loss_fn = _loss_fn(model, bf16=True, compiled=True)
+
+    def step() -> None:
+        idx = perm.index_select(0, step_t).view(-1)
+        loss = loss_fn(x.index_select(0, idx), y.index_select(0, idx))
+        loss.backward()
+        opt.step()
+        step_t.add_(1)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up (and compilation); these steps train as well
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    for _ in range(cfg.epochs):
+        clock.epoch_begin()
+        perm.copy_(torch.randperm(len(x), device=device)[: steps * bs].view(steps, bs))
+        step_t.zero_()
+        for _ in range(steps):
+            graph.replay()
+            clock.step_done()
+        clock.epoch_end()
+    note = f"bf16 autocast, torch.compile, batch gathered in the graph ({steps} steps/epoch)"
+    return clock.result(steps, steps * bs, note)
+
+
 def _capture_step(
     loss_fn: LossFn, opt: torch.optim.Optimizer, static_x: Tensor, static_y: Tensor
 ) -> Callable[[], None]:
