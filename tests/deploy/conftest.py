@@ -65,7 +65,8 @@ def images() -> torch.Tensor:
 
 def rel_error(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Max abs error over max abs reference: the error kiln.deploy reports, computed here."""
-    return float((output.float() - reference.float()).abs().max() / reference.abs().max())
+    output, reference = output.detach().float(), reference.detach().float()
+    return float((output - reference).abs().max() / reference.abs().max())
 
 
 def fake_packages(monkeypatch: pytest.MonkeyPatch, build_s: float = 0.0) -> dict[str, Any]:
