@@ -46,6 +46,7 @@ from rich.console import Console
 COMPETITORS: dict[str, dict[str, str]] = {
     "lenet": {
         "kiln": "kiln_runs:lenet",
+        "kiln-gather": "kiln_runs:lenet_gather",
         "torch-dataloader": "torch_loops:lenet_dataloader",
         "torch-resident": "torch_loops:lenet_resident",
         "torch-cudagraph-eager": "torch_loops:lenet_cudagraph_eager",

@@ -116,12 +116,12 @@ debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial af
     ;;
 lenet)
     precompile
-    step lenet_cold 280 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather,keras-jax,torch-dataloader \
+    step lenet_cold 330 python3 benchmarks/train_speed.py --workload lenet \
+        --only kiln,kiln-gather,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather,keras-jax,torch-dataloader \
         --json "$OUT/lenet_cold.json"
     # --warm-cache uses the usual cache folders: the first run fills them, the second is timed
-    step lenet_prime 90 python3 benchmarks/train_speed.py --workload lenet --only kiln --warm-cache
-    step lenet_warm 70 python3 benchmarks/train_speed.py --workload lenet --only kiln \
+    step lenet_prime 80 python3 benchmarks/train_speed.py --workload lenet --only kiln --warm-cache
+    step lenet_warm 60 python3 benchmarks/train_speed.py --workload lenet --only kiln \
         --warm-cache --json "$OUT/lenet_warm.json"
     ;;
 resnet)

@@ -56,6 +56,15 @@ def lenet(cfg: Config) -> dict:
     return _fit(cfg, build, x, y, optimizer="adam")
 
 
+def lenet_gather(cfg: Config) -> dict:
+    """kiln with the experimental ``gather_in_graph=True``: the batch gathered in the graph."""
+    x, y = lenet_arrays(cfg.samples)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    build = partial(kiln.zoo.create_model, "lenet5", augment=False)
+    result = _fit(cfg, build, x, y, optimizer="adam", gather_in_graph=True)
+    return {**result, "note": result["note"].replace("defaults", "gather_in_graph=True")}
+
+
 def resnet50(cfg: Config) -> dict:
     if "resnet50" not in {entry.name for entry in kiln.zoo.list_models()}:
         raise Skip("kiln has no resnet50 yet")

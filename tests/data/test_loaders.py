@@ -263,3 +263,25 @@ def test_gpu_device_loader_never_syncs_the_host(shuffle: bool) -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(1000))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("rank", [None, 1])
+def test_index_batches_gather_the_batches_the_epoch_yields(shuffle, rank) -> None:
+    # the rows of epoch_indices, gathered, are epoch's batches (nested data, a None leaf,
+    # resumed mid-epoch, and one rank's share of a sharded loader)
+    n = 47
+    data = ({"img": torch.rand(n, 1, 4, 4)}, (torch.arange(n), None))
+    shards = {} if rank is None else {"rank": rank, "world_size": 3}
+    loader = DeviceLoader(data, 5, shuffle=shuffle, seed=4, **shards)
+    for start in (0, 2):
+        indices = list(loader.epoch_indices(3, start))
+        batches = list(loader.epoch(3, start))
+        assert len(indices) == len(batches) == len(loader) - start
+        for idx, batch in zip(indices, batches, strict=True):
+            assert idx.dtype == torch.int64
+            gathered = loader.gather(idx)
+            assert gathered[1][1] is None and torch.equal(gathered[1][0], batch[1][0])
+            assert torch.equal(gathered[0]["img"], batch[0]["img"])
+    with pytest.raises(ValueError, match="start_step must be"):
+        next(loader.epoch_indices(0, len(loader) + 1))

@@ -54,6 +54,29 @@ def test_cuda_graph_step_equals_eager_step_with_a_schedule():
 
 
 @gpu
+def test_gathering_batches_inside_the_graph_trains_the_same_weights():
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    fixed = {"precision": "fp32", "compile": False, "channels_last": False}
+    kw = {"epochs": 5, "callbacks": [C.WarmupCosine(warmup_steps=4)]}
+    plain, h_plain = _train(kw, cuda_graphs=True, **fixed)
+    kw = {"epochs": 5, "callbacks": [C.WarmupCosine(warmup_steps=4)]}
+    gathered, h_gathered = _train(kw, cuda_graphs=True, gather_in_graph=True, **fixed)
+    step = gathered._trainer._gather_step
+    assert isinstance(step, CudaGraphStep) and len(step._graphs) == 2  # full and short batch
+    for a, b in zip(plain.state_dict().values(), gathered.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert h_plain.history["loss"] == pytest.approx(h_gathered.history["loss"], rel=1e-5)
+
+
+def test_gather_in_graph_needs_a_captured_step_and_is_off_otherwise():
+    model = _convnet()
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", gather_in_graph=True)
+    history = model.fit(torch.randn(20, 1, 12, 12), torch.randint(0, 5, (20,)), verbose=0)
+    assert model._trainer._gather_step is None  # no CUDA graphs on a CPU: batches as usual
+    assert len(history.history["loss"]) == 1
+
+
+@gpu
 def test_defaults_compile_capture_and_use_channels_last():
     model, history = _train({"epochs": 2})
     trainer = model._trainer

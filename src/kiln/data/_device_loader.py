@@ -47,6 +47,24 @@ class DeviceLoader(Loader):
         flat.leaves = [None if t is None else t.to(self.device) for t in flat.leaves]
         self._flat = flat
 
+    def epoch_indices(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
+        """The rows of each batch ``epoch(epoch, start_step)`` yields, as int64 index tensors on
+        the device, for a step that gathers its batch itself (``gather``): inside a CUDA graph,
+        a step is then one replay, with no gathers and copies around it."""
+        self.epoch(epoch, start_step)  # its argument checks; the generator itself goes unused
+        order = self.order(epoch)
+        if order is None:
+            order = torch.arange(self.num_samples)
+        order = order.to(self.device, non_blocking=True)
+        for step in range(start_step, len(self)):
+            lo, hi = self.bounds(step)
+            yield order[lo:hi]
+
+    def gather(self, idx: torch.Tensor) -> Any:
+        """The batch of rows ``idx`` (as ``epoch`` would yield it)."""
+        leaves = self._flat.leaves
+        return self._flat.unflatten([None if t is None else t.index_select(0, idx) for t in leaves])
+
     def _batches(self, epoch: int, start_step: int) -> Iterator[Any]:
         order = self.order(epoch)
         if order is not None:

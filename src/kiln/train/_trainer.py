@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from kiln.data import make_loader
+from kiln.data._device_loader import DeviceLoader
 from kiln.train._batches import (
     build_model,
     call_model,
@@ -53,6 +55,8 @@ class Trainer:
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
+    ``gather_in_graph=True`` (an experiment, off until measured against the default) moves the
+    gathering of each batch from GPU-resident data into the captured step.
     Started by ``kiln launch`` (torchrun), ``strategy`` "auto" trains with DDP, or with FSDP
     when the model's weights, gradients and optimizer state would take more than half of one
     GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose.
@@ -74,6 +78,7 @@ class Trainer:
         compile: bool | str = "auto",
         cuda_graphs: bool | str = "auto",
         channels_last: bool | str = "auto",
+        gather_in_graph: bool = False,
         strategy: str = "auto",
         **optimizer_options: Any,
     ) -> None:
@@ -85,7 +90,9 @@ class Trainer:
         self.device = torch.device(device or default)
         self.precision = resolve_precision(precision, self.device)
         self._fast_options = {"compile": compile, "cuda_graphs": cuda_graphs,
-                              "channels_last": channels_last}  # fmt: skip
+                              "channels_last": channels_last,
+                              "gather_in_graph": gather_in_graph}  # fmt: skip
+        self._gather_step: CudaGraphStep | None = None
         self.channels_last = False
         self._step_fn: Any = None
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
@@ -171,6 +178,7 @@ class Trainer:
             )
         self._batch_rows = batch_size
         self._setup(next(iter(loader.epoch(0))), targets)
+        self._gather_step = self._make_gather_step(loader)
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
         self.stop_training = False
@@ -208,8 +216,13 @@ class Trainer:
         if self.step_in_epoch == 0:
             self._sums.zero_()
         self.model.train()
-        for batch in loader.epoch(epoch, start_step=self.step_in_epoch):
-            self._train_step(batch)
+        train: Callable[[Any], None] = self._train_step
+        if self._gather_step is not None:  # index batches; the captured step gathers the rows
+            batches, train = loader.epoch_indices(epoch, self.step_in_epoch), self._gather_step
+        else:
+            batches = loader.epoch(epoch, start_step=self.step_in_epoch)
+        for batch in batches:
+            train(batch)
             self.step += 1
             self.step_in_epoch += 1
             read = self.step % self.log_every == 0
@@ -233,6 +246,21 @@ class Trainer:
 
     def _train_step(self, batch: tuple[Any, ...]) -> None:
         self._step_fn(*split_batch(batch))
+
+    def _make_gather_step(self, loader: Any) -> CudaGraphStep | None:
+        """With ``gather_in_graph``, GPU-resident data and a captured step: a step of this
+        loader's own that takes a batch's row indices and gathers the rows inside the graph, so
+        a training step is one copy of the indices and one replay. One per ``fit`` call: the
+        graph reads this loader's tensors."""
+        wanted = self._fast_options["gather_in_graph"]
+        if not (wanted and isinstance(loader, DeviceLoader)):
+            return None
+        if not isinstance(self._step_fn, CudaGraphStep):
+            return None
+        optimizer = self.optimizer
+        assert optimizer is not None
+        return CudaGraphStep(lambda idx: self._step(*split_batch(loader.gather(idx))),
+                             lambda: optimizer.zero_grad(set_to_none=True))  # fmt: skip
 
     def _forward_loss(
         self, x: Any, y: Any, w: Tensor | None, sums: Tensor, step: Tensor, first_bad: Tensor
