@@ -136,7 +136,8 @@ def kiln_engine(precision: str, **overrides: Any) -> Callable[..., dict]:
                     "folder": folder}  # fmt: skip
         example = torch.randn(4, *args.shape, device=args.device)
         options = {"autotune": args.autotune if precision == "fp16" else "none",
-                   "inductor": args.inductor, "jobs": args.jobs, **overrides}  # fmt: skip
+                   "inductor": args.inductor, "jobs": args.jobs,
+                   "compile": "jit" if args.compile == "jit" else None, **overrides}  # fmt: skip
         try:
             engine = deploy.optimize(model, example, precision, sizes, args.device, IMAGENET,
                                      **options)  # fmt: skip
@@ -163,9 +164,11 @@ def stored_engine(args: argparse.Namespace,
     config = json.loads((folder / "config.json").read_text())
     found = {"precision": config["precision"], "batch_sizes": config["batch_sizes"],
              "input": config["input"]["shape"], "autotune": config["options"]["autotune"],
-             "device": config["built_for"]["device"]}  # fmt: skip
+             "device": config["built_for"]["device"],
+             "jit": config["options"]["compile"] == "jit"}  # fmt: skip
     wanted = {"precision": "fp16", "batch_sizes": sizes, "input": [*args.shape[1:], 3],
-              "autotune": args.autotune, "device": args.device.type}  # fmt: skip
+              "autotune": args.autotune, "device": args.device.type,
+              "jit": args.compile == "jit"}  # fmt: skip
     if found != wanted:
         print(f"{folder} was built for {found}, not {wanted}: building again", flush=True)
         return None
@@ -388,6 +391,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--slo-ms", type=float, default=7.0)
     parser.add_argument("--autotune", default="small", choices=["none", "small", "all"])
+    parser.add_argument("--compile", default="aot", choices=["aot", "jit"],
+                        help="kiln rows: AOTInductor packages (aot) or torch.compile in this "
+                             "process (jit: no packages, where torch's loader fails)")  # fmt: skip
     setting = "a torch._inductor.config setting for kiln rows (repeatable)"
     parser.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                         help=setting)  # fmt: skip

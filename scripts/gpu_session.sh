@@ -5,6 +5,7 @@
 # one stuck step cannot take the rest of the call with it. Run from the repository root:
 #
 #   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving
+#   scripts/gpu_session.sh deploy_jit # 1x H100: kiln rows compiled in process (no packages)
 #   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
@@ -102,6 +103,11 @@ deploy)
         --batch-sizes 1,8,64,256 --autotune none --concurrency 1,8,32,64 --duration 5 \
         --json "$OUT/serve_http.json"
     ;;
+deploy_jit)  # kiln rows compiled in process (no AOTInductor packages: torch's loader crashed)
+    step inference_jit 480 python3 benchmarks/inference.py --compile jit \
+        --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
+        --batch-sizes 1,64,256 --autotune none --out "$OUT/inference_jit.json"
+    ;;
 gpu_tests)
     step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider tests
     ;;
@@ -161,7 +167,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|gpu_tests|aoti_check|debug|lenet|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_lenet|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_lenet|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -155,3 +155,29 @@ def test_without_an_aoti_toolchain_the_engine_compiles_in_process_and_says_so(
     folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
     with pytest.warns(UserWarning, match="holds no AOTInductor packages"):
         assert rel_error(deploy.load(folder)(x), mlp(x).detach()) <= 1e-5
+
+
+def test_compile_jit_builds_no_packages_and_load_says_why_it_compiles(tmp_path, mlp, monkeypatch):
+    def no_packages(*args, **kwargs):
+        raise AssertionError("compile='jit' must not build AOTInductor packages")
+
+    compiled = []
+
+    def jit_compile(module, example, options):  # the real one: the slow no-toolchain test
+        compiled.append((len(example), options["freezing"]))
+        return lambda x: module(x)
+
+    monkeypatch.setattr("kiln.deploy._optimize.build_packages", no_packages)
+    monkeypatch.setattr("kiln.deploy._optimize.jit_compile", jit_compile)
+    engine = deploy.optimize(mlp, torch.randn(4, 6), "fp32", (1, 4), compile="jit")
+    assert (
+        compiled == [(1, True), (4, True)] and engine.info["passes"][-1]["name"] == "inductor_jit"
+    )
+    x = torch.randn(3, 6)
+    assert rel_error(engine(x), mlp(x)) <= 1e-5
+    folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
+    assert not (folder / "aoti").exists()
+    with pytest.warns(UserWarning, match="built with compile='jit', without packages"):
+        deploy.load(folder)
+    with pytest.raises(ValueError, match="compile must be True, False, 'jit' or None"):
+        deploy.optimize(mlp, torch.randn(4, 6), "fp32", (4,), compile="aot")

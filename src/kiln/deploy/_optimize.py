@@ -68,7 +68,7 @@ def optimize(
     device: str | torch.device | None = None,
     image: dict[str, Any] | None = None,
     *,
-    compile: bool | None = None,
+    compile: bool | str | None = None,
     autotune: str = "small",
     tolerance: float | None = None,
     fold: bool = True,
@@ -83,7 +83,9 @@ def optimize(
     "bf16", "fp16" or "fp8" (torchao, GPUs of compute capability >= 8.9). ``image``: with
     ``{"mean": [...], "std": [...]}`` the engine takes uint8 (N, H, W, C) images and normalizes
     them inside. ``compile``: AOTInductor packages (default: on CUDA; on CPU the checked eager
-    module runs, as a C++ build takes a while). ``autotune``: Inductor's max-autotune for
+    module runs, as a C++ build takes a while); "jit": the same Inductor build in this process
+    with ``torch.compile``, no packages (faster to build, but ``kiln.deploy.load`` compiles
+    again). ``autotune``: Inductor's max-autotune for
     "small" (batch size 1 only), "all" or "none" of the packages. It times kernel candidates
     on the GPU, one autotuned build at a time, so each autotuned size adds minutes to the
     build (ResNet-50 on an H100: more than the untuned builds together); it pays most at batch
@@ -189,7 +191,7 @@ def _runners(
     sizes, compiled = options["batch_sizes"], options["compile"]
     tolerance = budget + RUNNER_TOLERANCE[options["precision"]] if compiled else budget
     started = time.perf_counter()
-    if compiled:
+    if compiled and compiled != "jit":
         source.workdir = tempfile.TemporaryDirectory(prefix="kiln-deploy-")
         with progress.phase("packages", f"AOTInductor packages for batch sizes {sizes}"):
             source.packages = _packages(module, x, device, options, Path(source.workdir.name),
@@ -301,7 +303,7 @@ def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
 
 
 def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] | None,
-             compile: bool | None, autotune: str, tolerance: float | None,
+             compile: bool | str | None, autotune: str, tolerance: float | None,
              fold: bool) -> dict[str, Any]:  # fmt: skip
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
@@ -315,6 +317,9 @@ def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] |
                          f"Received: autotune={autotune!r}.")  # fmt: skip
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"tolerance must be > 0. Received: tolerance={tolerance!r}.")
+    if compile not in (None, True, False, "jit"):
+        raise ValueError(f"compile must be True, False, 'jit' or None (CUDA: True, CPU: False). "
+                         f"Received: compile={compile!r}.")  # fmt: skip
     return {"precision": precision, "batch_sizes": sizes, "image": image, "compile": compile,
             "autotune": autotune, "tolerance": tolerance, "fold": fold}  # fmt: skip
 

@@ -103,6 +103,8 @@ def load(path: str | os.PathLike[str], device: str | torch.device | None = None)
     else:
         if config["options"]["compile"]:
             why = (f"its AOTInductor packages were built for {mismatch}" if mismatch
+                   else "it was built with compile='jit', without packages"
+                   if config["options"]["compile"] == "jit"
                    else "it holds no AOTInductor packages (they could not be built)")  # fmt: skip
             how = "compiling: minutes" if target.type == "cuda" else "eager, not compiled"
             warnings.warn(
