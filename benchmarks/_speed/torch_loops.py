@@ -167,23 +167,13 @@ def lenet_cudagraph_compile_bf16_gather(cfg: Config) -> dict:
         opt.step()
         step_t.add_(1)
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):  # warm-up (and compilation); these steps train as well
-            opt.zero_grad(set_to_none=True)
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        step()
+    replay = _capture(step, opt)
     for _ in range(cfg.epochs):
         clock.epoch_begin()
         perm.copy_(torch.randperm(len(x), device=device)[: steps * bs].view(steps, bs))
         step_t.zero_()
         for _ in range(steps):
-            graph.replay()
+            replay()
             clock.step_done()
         clock.epoch_end()
     note = f"bf16 autocast, torch.compile, batch gathered in the graph ({steps} steps/epoch)"
@@ -193,25 +183,35 @@ def lenet_cudagraph_compile_bf16_gather(cfg: Config) -> dict:
 def _capture_step(
     loss_fn: LossFn, opt: torch.optim.Optimizer, static_x: Tensor, static_y: Tensor
 ) -> Callable[[], None]:
+    """Forward, backward and Adam on the graph's input buffers, and the loss summed on the
+    device (what a real loop would log; read by nobody here)."""
+    loss_sum = torch.zeros((), device=static_x.device)
+
+    def step() -> None:
+        loss = loss_fn(static_x, static_y)
+        loss.backward()
+        opt.step()
+        loss_sum.add_(loss.detach())
+
+    return _capture(step, opt)
+
+
+def _capture(step: Callable[[], None], opt: torch.optim.Optimizer) -> Callable[[], None]:
     """The recipe of torch.cuda.graph's docs: warm up on a side stream (this is also where
-    torch.compile compiles), then capture with gradients set to None, so that backward
-    allocates them from the graph's private pool and each replay overwrites them."""
+    torch.compile compiles; these steps train as well), then capture with gradients set to
+    None, so that backward allocates them from the graph's private pool and each replay
+    overwrites them."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
-            loss_fn(static_x, static_y).backward()
-            opt.step()
+            step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=static_x.device)
     with torch.cuda.graph(graph):
-        loss = loss_fn(static_x, static_y)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach()  # what a real loop would log; read by nobody here
+        step()
     return graph.replay
 
 
