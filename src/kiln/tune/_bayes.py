@@ -64,6 +64,9 @@ class Bayes(BaseSampler):
       the acquisition is optimized for each choice exactly (BoTorch's optimize_acqf_mixed),
       beyond that the relaxed point is rounded to its largest coordinate. Integers are
       rounded; linear constraints bound the optimizer.
+    - From `WARM_START_FROM` (30) completed trials on, each GP fit starts from the
+      hyperparameters the last suggestion stored on its trial (`Trial.system`), a fraction of a
+      fit from the defaults (0.05 instead of 0.32 s at 200 trials on one CPU thread).
     - Runs on `device` (float64). By default on the CPU until `gpu_from` trials have
       completed, then on the GPU when one is present: a GP of a few hundred points is too small
       for a GPU, whose time goes to launching small kernels and to the host round trips of the
