@@ -118,15 +118,22 @@ def lenet_cudagraph_compile_bf16(cfg: Config) -> dict:
     return _lenet_cudagraph(cfg, bf16=True, compiled=True)
 
 
-def _lenet_cudagraph(cfg: Config, bf16: bool, compiled: bool) -> dict:
-    """Forward, backward and Adam captured as one CUDA graph; each step copies a batch into
-    the graph's input buffers and replays it. Static shapes: the last partial batch is dropped."""
+def _lenet_graph_setup(
+    cfg: Config,
+) -> tuple[torch.device, Tensor, Tensor, Clock, nn.Module, torch.optim.Optimizer]:
+    """The data on the GPU, LeNet-5 and a capturable Adam: what every graph loop starts from."""
     device, x, y, clock = _lenet_setup(cfg)
     if device.type != "cuda":
         raise Skip("needs CUDA")
     model = torch_lenet().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
-    x, y = x.to(device), y.to(device)
+    return device, x.to(device), y.to(device), clock, model, opt
+
+
+def _lenet_cudagraph(cfg: Config, bf16: bool, compiled: bool) -> dict:
+    """Forward, backward and Adam captured as one CUDA graph; each step copies a batch into
+    the graph's input buffers and replays it. Static shapes: the last partial batch is dropped."""
+    device, x, y, clock, model, opt = _lenet_graph_setup(cfg)
     static_x, static_y = x[: cfg.batch_size].clone(), y[: cfg.batch_size].clone()
     replay = _capture_step(_loss_fn(model, bf16, compiled), opt, static_x, static_y)
     steps = len(x) // cfg.batch_size
@@ -149,12 +156,7 @@ def lenet_cudagraph_compile_bf16_gather(cfg: Config) -> dict:
     rows of step ``step_t`` of the epoch's permutation (both on the device) and counts
     ``step_t`` up itself, so a step is one replay and nothing else. How much of an epoch goes
     to the two gathers and two copies a step outside the graph?"""
-    device, x, y, clock = _lenet_setup(cfg)
-    if device.type != "cuda":
-        raise Skip("needs CUDA")
-    model = torch_lenet().to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
-    x, y = x.to(device), y.to(device)
+    device, x, y, clock, model, opt = _lenet_graph_setup(cfg)
     steps, bs = len(x) // cfg.batch_size, cfg.batch_size
     perm = torch.randperm(len(x), device=device)[: steps * bs].view(steps, bs)
     step_t = torch.zeros(1, dtype=torch.long, device=device)
