@@ -30,6 +30,17 @@ VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
     "constants-outside-so": ({"aot_inductor.package_constants_in_so": False}, {"single": True}),
     # built against the CUDA headers and runtime that came with torch (pip's nvidia packages)
     "torch-cuda-home": ({}, {"single": True}),
+    # torch's own defaults, none of kiln's options (freezing, no Inductor cudagraphs)
+    "torch-defaults": ({"_plain": True}, {"single": False}),
+    # built and loaded in one process, as `deploy.optimize` did before its probe
+    "same-process": ({}, {"single": True, "same_process": True}),
+    # the 2026-11-27 crash was in std::regex inside the wrapper (model_base.h's
+    # parse_device_str): C++ built against one libstdc++ and run against another? These load
+    # the compiler's libstdc++ first, or link it into the wrapper.
+    "preload-libstdcxx": ({}, {"single": True, "preload_libstdcxx": True}),
+    "static-libstdcxx": ({"_static_libstdcxx": True}, {"single": True}),
+    # the image's g++ may be a wrapper (/opt/gcc/bin/g++ runs "g++-real" on the H100 image)
+    "system-gxx": ({"_system_cxx": True}, {"single": True}),
 }
 
 
@@ -65,6 +76,12 @@ def build(device: str, options: dict[str, object], path: str) -> None:
     kiln_options: dict[str, object] = {"freezing": True}
     if dev.type == "cuda":
         kiln_options["triton.cudagraphs"] = False
+    if options.pop("_plain", False):
+        kiln_options = {}
+    if options.pop("_static_libstdcxx", False):
+        kiln_options["cpp.cxx"] = static_cxx()
+    if options.pop("_system_cxx", False):
+        kiln_options["cpp.cxx"] = system_cxx()
     program = torch.export.export(_net().to(dev), (x,))
     with torch.no_grad():
         torch._inductor.aoti_compile_and_package(
@@ -72,16 +89,56 @@ def build(device: str, options: dict[str, object], path: str) -> None:
         )
 
 
+def compiler_libstdcxx() -> str | None:
+    """The libstdc++ the C++ compiler Inductor uses links against."""
+    cxx = os.environ.get("CXX", "g++")
+    done = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True)
+    path = done.stdout.strip()
+    return os.path.realpath(path) if done.returncode == 0 and os.path.isabs(path) else None
+
+
+def static_cxx() -> str:
+    """A compiler script that links libstdc++ and libgcc statically into shared objects."""
+    script = Path(tempfile.gettempdir()) / "cxx_static_libstdcxx"
+    cxx = os.environ.get("CXX", "g++")
+    script.write_text(
+        f'#!/bin/sh\ncase " $* " in *" -shared "*) exec {cxx} "$@" -static-libstdc++ '
+        f'-static-libgcc ;; esac\nexec {cxx} "$@"\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def system_cxx() -> str:
+    """A g++ of the distribution's, not a wrapper that may add its own flags."""
+    for path in ("/usr/bin/g++", "/usr/bin/g++-13", "/usr/bin/g++-12", "/usr/bin/g++-14"):
+        if os.path.exists(path) and "/opt/" not in os.path.realpath(path):
+            return path
+    return os.environ.get("CXX", "g++")
+
+
+def mapped_libstdcxx() -> list[str]:
+    """The libstdc++ files this process has loaded."""
+    with open("/proc/self/maps") as maps:
+        return sorted({ln.split()[-1] for ln in maps if "libstdc++" in ln})
+
+
 def load(device: str, how: dict[str, object], path: str) -> float:
+    start = time.perf_counter()
     import torch
 
+    print(f"# torch imported in {time.perf_counter() - start:.1f} s", flush=True)
     dev = torch.device(device)
     model = _net().to(dev)
     x = torch.randn(8, 3, 32, 32, device=dev)
     index = int(how.get("device_index", -1))  # type: ignore[call-overload]
+    if os.path.exists("/proc/self/maps"):
+        print(f"# libstdc++ loaded: {mapped_libstdcxx()}", flush=True)
+    print(f"# loading at {time.perf_counter() - start:.1f} s", flush=True)
     compiled = torch._inductor.aoti_load_package(
         path, run_single_threaded=bool(how["single"]), device_index=index
     )
+    print(f"# loaded at {time.perf_counter() - start:.1f} s", flush=True)
     with torch.no_grad():
         return float((compiled(x) - model(x)).abs().max())
 
@@ -100,6 +157,16 @@ def toolchain() -> None:
         out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
         release = next((ln for ln in out.splitlines() if "release" in ln), "").strip()
     print(f"# torch.version.cuda {torch.version.cuda}; CUDA_HOME {home}; nvcc {nvcc}: {release}")
+    cxx = os.environ.get("CXX", "g++")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    print(f"# C++ compiler {shutil.which(cxx)}: {version.splitlines()[0] if version else '?'}; "
+          f"its libstdc++ {compiler_libstdcxx()}; the distribution's: {system_cxx()}")  # fmt: skip
+    found = shutil.which(cxx)
+    if found and os.path.realpath(found).startswith("/opt/"):
+        with open(os.path.realpath(found), "rb") as f:
+            head = f.read(800)
+        if head.startswith(b"#!"):
+            print("# " + head.decode(errors="replace").replace("\n", "\n# "))
 
 
 def linked(package: str) -> None:
@@ -113,9 +180,39 @@ def linked(package: str) -> None:
             if not shutil.which("ldd"):
                 return
             out = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
-            keep = [ln.strip() for ln in out.splitlines()
-                    if any(k in ln for k in ("cuda", "torch", "c10", "not found"))]  # fmt: skip
+            names = ("cuda", "torch", "c10", "stdc++", "not found")
+            keep = [ln.strip() for ln in out.splitlines() if any(k in ln for k in names)]
+            if "stdc++" not in out:
+                keep.append("NO libstdc++ (linked statically?)")
             print(f"# {Path(member).name} links: " + "; ".join(keep or ["(nothing CUDA)"]))
+
+
+def preload_backtrace() -> str | None:
+    """scripts/segv_backtrace.c built into a preload library: it prints the C++ frames of a
+    crash (faulthandler prints only Python's). None where no C compiler is found."""
+    import shutil
+
+    source = Path(__file__).with_name("segv_backtrace.c")
+    target = Path(tempfile.gettempdir()) / "segv_backtrace.so"
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        return None
+    done = subprocess.run([compiler, "-shared", "-fPIC", "-o", str(target), str(source)],
+                          capture_output=True, text=True)  # fmt: skip
+    return str(target) if done.returncode == 0 else None
+
+
+def crash_report(stderr: str) -> str:
+    """Python's frames and the native ones of a crashed worker, C++ names demangled."""
+    import shutil
+
+    lines = [ln for ln in stderr.splitlines() if "Warning" not in ln and ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if "Fatal Python error" in ln), 0)
+    keep = [ln for ln in lines[start:] if not ln.startswith("Extension modules")][:70]
+    text = "\n".join(keep)
+    if shutil.which("c++filt"):
+        text = subprocess.run(["c++filt"], input=text, capture_output=True, text=True).stdout
+    return "    " + text.replace("\n", "\n    ")
 
 
 def main() -> int:
@@ -131,12 +228,16 @@ def main() -> int:
         options, how = json.loads(spec)
         if what == "build":
             build(device, options, path)
+            if how.get("same_process"):
+                print(f"RESULT max abs error {load(device, how, path):.3g}", flush=True)
         else:
             print(f"RESULT max abs error {load(device, how, path):.3g}", flush=True)
         return 0
     names = args.only.split(",") if args.only else list(VARIANTS)
     print(f"# AOTInductor loader check: torch {torch.__version__}, device {args.device}")
     toolchain()
+    preload = preload_backtrace()
+    print(f"# native backtraces: {preload or 'none (no C compiler)'}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             spec, path = json.dumps(VARIANTS[name]), str(Path(tmp) / f"{name}.pt2")
@@ -148,6 +249,11 @@ def main() -> int:
                     continue
                 env["CUDA_HOME"] = home
                 print(f"# {name}: CUDA_HOME={home}", flush=True)
+            preloads = [preload] if preload else []
+            if VARIANTS[name][1].get("preload_libstdcxx") and (lib := compiler_libstdcxx()):
+                preloads.insert(0, lib)
+            if preloads:
+                env["LD_PRELOAD"] = " ".join(preloads)
             for what in ("build", "load"):
                 start = time.perf_counter()
                 done = subprocess.run(
@@ -160,11 +266,15 @@ def main() -> int:
                 status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
                 print(f"{name:24s} {what:5s} {status:9s} {seconds:6.1f} s "
                       f"{result[0][7:] if result else ''}", flush=True)  # fmt: skip
+                for line in done.stdout.splitlines():
+                    if line.startswith("# "):
+                        print("    " + line, flush=True)
                 if done.returncode:
-                    tail = [ln for ln in done.stderr.splitlines() if "Warning" not in ln][-8:]
-                    print("    " + "\n    ".join(tail), flush=True)
+                    print(crash_report(done.stderr), flush=True)
                     break
-                if what == "build" and name == names[0]:
+                if json.loads(spec)[1].get("same_process"):
+                    break
+                if what == "build":
                     linked(path)
     return 0
 

@@ -14,6 +14,7 @@
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
 #   scripts/gpu_session.sh tune       # 1x H100: tune_cpu, then tune_gpu (latency: cuda, auto)
+#   scripts/gpu_session.sh tune_threads # 1x H100 host: Bayes latency on 1-16 CPU threads
 #   scripts/gpu_session.sh tune_lenet # 1x H100: early stopping on LeNet-5, 4 GPU workers
 #   scripts/gpu_session.sh debug      # 1x H100: a short tune_lenet (2 worker processes)
 #   scripts/gpu_session.sh tune_cpu   # CPU only: tune_quality.py on 16 cores
@@ -23,7 +24,9 @@
 #
 #   scripts/gpu_session.sh parallel deploy resnet+memory lenet+tune_gpu tune_lenet -- tune_cpu
 #
-# Parts after "--" get no GPU (CUDA_VISIBLE_DEVICES="").
+# Parts after "--" get no GPU (CUDA_VISIBLE_DEVICES=""). One call, parts one after another:
+#
+#   scripts/gpu_session.sh seq aoti_check debug tune_gpu
 # The parts share the host's CPUs: on 2026-11-27 AOTInductor builds and 16 tuning processes
 # beside the speed runs slowed Keras-JAX 3x and kiln's LeNet 1.6x. Put timings whose bars are
 # ratios (lenet, resnet, deploy, tune_gpu) alone or beside GPU-only work; memory, correctness
@@ -65,6 +68,16 @@ precompile() {  # bytecode for torch, so time to first step is not Python compil
     torch_dir=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))')
     python3 -m compileall -q -j 0 "$torch_dir" >/dev/null 2>&1
 }
+
+if [ "${1:-}" = seq ]; then  # seq PART...: one part after another, logs under $OUT/<part>/
+    shift
+    for one in "$@"; do
+        echo "#### $one $(date -u +%H:%M:%S)"
+        KILN_GPU_PART=1 OUT="$OUT/$one" "$0" "$one"
+    done
+    pack
+    exit 0
+fi
 
 if [ "${1:-}" = parallel ]; then
     shift
@@ -111,10 +124,11 @@ deploy_jit)  # kiln rows compiled in process (no AOTInductor packages: torch's l
 gpu_tests)
     step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider tests
     ;;
-aoti_check)  # which AOTInductor build/load settings survive torch's loader here: with the
-    # image's packages alone, then with the carried wheels first on the path (as kiln runs)
-    step aoti_check_image 280 env PYTHONPATH= python3 scripts/aoti_loader_check.py
-    step aoti_check_wheels 280 python3 scripts/aoti_loader_check.py --only kiln,no-freezing
+aoti_check)  # which AOTInductor build/load settings survive torch's loader here, with the
+    # image's packages alone (the carried wheels made no difference, 2026-11-27), C++ frames of
+    # a crash included. A tiny net's build takes 70-100 s there, its load about 60.
+    step aoti_check ${AOTI_LIMIT:-280} env PYTHONPATH= python3 scripts/aoti_loader_check.py \
+        --only ${AOTI_VARIANTS:-kiln,torch-defaults}
     ;;
 debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial after trial
     step tune_lenet_smoke 150 python3 benchmarks/tune_lenet.py --sampler sobol --trials 8 \
@@ -129,6 +143,12 @@ lenet)
     step lenet_prime 80 python3 benchmarks/train_speed.py --workload lenet --only kiln --warm-cache
     step lenet_warm 60 python3 benchmarks/train_speed.py --workload lenet --only kiln \
         --warm-cache --json "$OUT/lenet_warm.json"
+    ;;
+lenet_gather)  # the gather-in-graph experiment alone: kiln and the hand loops, both ways
+    precompile
+    step lenet_gather 250 python3 benchmarks/train_speed.py --workload lenet \
+        --only kiln,kiln-gather,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather \
+        --json "$OUT/lenet_gather.json"
     ;;
 resnet)
     precompile
@@ -162,12 +182,18 @@ tune_gpu)
         --latency-sizes 50,200,500 --latency-reps 5 \
         --out "$OUT/tune_latency"
     ;;
+tune_threads)  # suggestion latency on the CPU against torch's thread count
+    step tune_threads 200 python3 benchmarks/tune_quality.py --samplers bayes \
+        --problems branin_currin --seeds 1 --budget 10 --latency-devices cpu \
+        --latency-threads 1,2,4,8,16 --latency-sizes 200 --latency-reps 10 \
+        --out "$OUT/tune_threads"
+    ;;
 tune_lenet)
     step tune_lenet 540 python3 benchmarks/tune_lenet.py --sampler sobol --max-minutes 8.3 \
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_lenet|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

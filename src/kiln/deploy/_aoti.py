@@ -6,7 +6,8 @@ turns the weights into constants (constant folding, conv + BatchNorm folding, la
 optimization: channels_last for convolutions); max-autotune benchmarks kernel candidates (Triton
 templates with fused epilogues, cuBLAS/cuDNN) per shape, where small batches gain the most.
 Loading runs torch's C++ loader, which can crash the process outright, so ``optimize`` loads
-new packages in a probe process first (``kiln.deploy._aoti_probe``).
+new packages in a probe process first (``kiln.deploy._aoti_probe``). The one crash we have
+seen came from the C++ compiler, not the loader: see ``kiln.deploy._toolchain``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from kiln.deploy._cuda_graph import Runner
+from kiln.deploy._toolchain import package_compiler
 
 # autotune="small" autotunes batch sizes up to this: batch 1 only, the latency that max-autotune
 # helps most. Each autotuned build takes minutes of GPU timing and they run one at a time, so
@@ -29,8 +31,11 @@ SMALL_BATCH = 1
 def inductor_options(device: torch.device, batch_size: int, autotune: str,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The Inductor configuration for one package; ``autotune`` is "none", "small" or "all";
-    ``overrides`` (``torch._inductor.config`` names) win."""
+    ``overrides`` (``torch._inductor.config`` names) win. Where Inductor's C++ compiler links
+    libstdc++ into shared objects, another compiler builds the wrapper (``_toolchain``)."""
     options: dict[str, Any] = {"freezing": True}
+    if (compiler := package_compiler()) is not None:
+        options["cpp.cxx"] = compiler
     if device.type == "cuda":
         options["triton.cudagraphs"] = False  # kiln captures the whole call itself
         if autotune == "all" or (autotune == "small" and batch_size <= SMALL_BATCH):
@@ -59,8 +64,7 @@ def build_package(
 
 def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
-    # the loader's default device_index (-1, the current device, set here): with an explicit
-    # device_index=0 it segfaulted (torch 2.11 + CUDA 13, H100); a suspect, not a known cause
+    # the loader's default device_index (-1): the current device, set here
     with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
         compiled = torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
     boxed = getattr(getattr(compiled, "loader", None), "boxed_run", None)
