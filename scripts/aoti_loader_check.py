@@ -13,6 +13,7 @@ Prints one line per variant:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import subprocess
@@ -23,7 +24,10 @@ from pathlib import Path
 
 # name -> (Inductor options over kiln's defaults, how to load)
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
-    "kiln": ({}, {"single": True}),
+    # kiln's options, its compiler choice included (kiln.deploy._toolchain)
+    "kiln": ({"_system_cxx": True}, {"single": True}),
+    # the same with the compiler Inductor picks: crashed on the H100 image (a static libstdc++)
+    "inductor-gxx": ({}, {"single": True}),
     "explicit-device-index": ({}, {"single": True, "device_index": 0}),
     "multi-threaded-runner": ({}, {"single": False}),
     "no-freezing": ({"freezing": False}, {"single": True}),
@@ -135,9 +139,12 @@ def load(device: str, how: dict[str, object], path: str) -> float:
     if os.path.exists("/proc/self/maps"):
         print(f"# libstdc++ loaded: {mapped_libstdcxx()}", flush=True)
     print(f"# loading at {time.perf_counter() - start:.1f} s", flush=True)
+    # a tiny package took 77 s to load on the H100 image (2026-11-27): where does the time go?
+    faulthandler.dump_traceback_later(10, repeat=True)
     compiled = torch._inductor.aoti_load_package(
         path, run_single_threaded=bool(how["single"]), device_index=index
     )
+    faulthandler.cancel_dump_traceback_later()
     print(f"# loaded at {time.perf_counter() - start:.1f} s", flush=True)
     with torch.no_grad():
         return float((compiled(x) - model(x)).abs().max())
@@ -269,6 +276,9 @@ def main() -> int:
                 for line in done.stdout.splitlines():
                     if line.startswith("# "):
                         print("    " + line, flush=True)
+                if what == "load" and done.returncode == 0 and "Timeout (" in done.stderr:
+                    stacks = done.stderr.strip().replace("\n", "\n    ")[-6000:]
+                    print(f"    where the load spent its time (a stack every 10 s):\n    {stacks}")
                 if done.returncode:
                     print(crash_report(done.stderr), flush=True)
                     break
