@@ -209,6 +209,38 @@ def preload_backtrace() -> str | None:
     return str(target) if done.returncode == 0 else None
 
 
+def py_spy() -> str | None:
+    """py-spy, where installed (on the device: carried as a wheel into /tmp/site)."""
+    import shutil
+
+    found = shutil.which("py-spy")
+    places = [Path(entry) / "bin" / "py-spy" for entry in sys.path if entry]
+    places.append(Path("/tmp/site/bin/py-spy"))
+    return found or next((str(p) for p in places if p.is_file()), None)
+
+
+def run_sampled(
+    command: list[str], env: dict[str, str], sample: bool, at: tuple[float, ...] = (15, 40, 70)
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``command``; with ``sample``, dump its native stacks at ``at`` seconds if it still
+    runs (py-spy needs ptrace; where it fails, the dump says why)."""
+    spy = py_spy() if sample else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)  # fmt: skip
+    samples, start = [], time.perf_counter()
+    for moment in at if spy else ():
+        try:
+            process.wait(timeout=max(0.0, moment - (time.perf_counter() - start)))
+            break
+        except subprocess.TimeoutExpired:
+            dump = subprocess.run([spy, "dump", "--native", "--pid", str(process.pid)],
+                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+            frames = (dump.stdout + dump.stderr).strip().splitlines()[:40]
+            samples.append(f"-- at {moment:.0f} s --\n    " + "\n    ".join(frames))
+    out, err = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(command, process.returncode, out, err), samples
+
+
 def crash_report(stderr: str) -> str:
     """Python's frames and the native ones of a crashed worker, C++ names demangled."""
     import shutil
@@ -263,12 +295,13 @@ def main() -> int:
                 env["LD_PRELOAD"] = " ".join(preloads)
             for what in ("build", "load"):
                 start = time.perf_counter()
-                done = subprocess.run(
-                    [sys.executable, "-X", "faulthandler", __file__, "--worker", what,
-                     args.device, spec, path],
-                    capture_output=True, text=True, timeout=600, env=env,
-                )  # fmt: skip
+                command = [sys.executable, "-X", "faulthandler", __file__, "--worker", what,
+                           args.device, spec, path]  # fmt: skip
+                done, samples = run_sampled(command, env, sample=what == "load")
                 seconds = time.perf_counter() - start
+                if samples and (seconds > 30 or done.returncode):
+                    print("    native stacks of the load (py-spy dump --native):\n    "
+                          + "\n    ".join(samples), flush=True)  # fmt: skip
                 result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
                 status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
                 print(f"{name:24s} {what:5s} {status:9s} {seconds:6.1f} s "

@@ -180,7 +180,7 @@ tune_cpu)
 tune_gpu)
     step tune_latency 170 python3 benchmarks/tune_quality.py --samplers bayes \
         --problems branin_currin --seeds 1 --budget 10 --latency-devices cuda,auto \
-        --latency-sizes 50,200,500 --latency-reps 5 \
+        --latency-sizes 50,200,500 --latency-reps 12 \
         --out "$OUT/tune_latency"
     ;;
 tune_threads)  # suggestion latency on the CPU against torch's thread count

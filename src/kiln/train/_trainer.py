@@ -55,8 +55,9 @@ class Trainer:
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
-    ``gather_in_graph=True`` (an experiment, off until measured against the default) moves the
-    gathering of each batch from GPU-resident data into the captured step.
+    ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
+    GPU-resident data into the captured step; measured on an H100 it made LeNet-5 11% slower
+    than the default (BENCHMARKS.md), so it stays off.
     Started by ``kiln launch`` (torchrun), ``strategy`` "auto" trains with DDP, or with FSDP
     when the model's weights, gradients and optimizer state would take more than half of one
     GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose.

@@ -273,6 +273,10 @@ class Bayes(BaseSampler):
             "bounds": bounds, "q": q, "num_restarts": self.num_restarts,
             "raw_samples": self.raw_samples, "inequality_constraints": ineq or None,
             "options": {"batch_limit": 8, "init_batch_limit": 512, "maxiter": 200, "seed": seed},
+            # BoTorch would start over from new points when one restart's line search warns,
+            # discarding the others' work: a second whole optimization, the slowest 5% of
+            # suggestions at 200 trials (1.2 instead of 0.55 s). The best restart is kept.
+            "retry_on_optimization_warning": False,
         }  # fmt: skip
         combos = space.one_hot_combinations(self.max_combinations)
         if combos:  # few categorical choices: optimize each exactly, keep the best
