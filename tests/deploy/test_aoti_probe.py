@@ -51,7 +51,8 @@ def test_the_probe_module_loads_packages_and_reports_a_file_that_is_not_one(tmp_
     (tmp_path / "batch_2.pt2").write_bytes(b"not a package")
     reason = probe_packages({2: tmp_path / "batch_2.pt2"}, CPU, {2: torch.zeros(2, 6)})
     assert reason is not None
-    assert reason.startswith("loading them failed in a probe process (exit code 1: RuntimeError")
+    assert reason.startswith("loading them failed in a probe process (exit code 1: ValueError: ")
+    assert "batch_2.pt2 is not an AOTInductor package" in reason
 
 
 def test_when_the_probe_fails_optimize_warns_and_compiles_in_process(mlp, monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from kiln.deploy import _toolchain
+from kiln.deploy import _aoti, _toolchain
 from kiln.deploy._aoti import build_package, inductor_options, load_package
 from kiln.deploy._aoti_probe import probe_packages
 
@@ -65,7 +65,7 @@ def test_kiln_keeps_a_good_compiler_and_replaces_a_static_one(static_gxx, induct
 
 
 def test_packages_built_when_inductor_has_a_static_compiler_load_and_match_eager(
-    conv_net, static_gxx, inductor_uses, tmp_path
+    conv_net, static_gxx, inductor_uses, tmp_path, monkeypatch
 ):
     """The oracle both ways: with the bad compiler itself the wrapper does not run in a fresh
     process (probed there: it may crash), with kiln's options it loads and matches eager."""
@@ -78,7 +78,11 @@ def test_packages_built_when_inductor_has_a_static_compiler_load_and_match_eager
     good_path = build_package(conv_net, x, tmp_path / "good" / "batch_4.pt2",
                               inductor_options(CPU, 4, "none"))  # fmt: skip
     assert probe_packages({4: good_path}, CPU, {4: x}) is None
+    assert _aoti._model_names(good_path) == ["model"]
     with torch.no_grad():
         expected = conv_net(x)
-        got = load_package(good_path, CPU)(x)
+        got = load_package(good_path, CPU)(x)  # torch's C++ loader, built directly
+        monkeypatch.setattr(_aoti, "_model_names", lambda path: ["model", "another"])
+        through_torch = load_package(good_path, CPU)(x)  # aoti_load_package's way
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(through_torch, got, rtol=0, atol=0)

@@ -12,6 +12,8 @@ seen came from the C++ compiler, not the loader: see ``kiln.deploy._toolchain``.
 
 from __future__ import annotations
 
+import re
+import zipfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,38 @@ def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
     # the loader's default device_index (-1): the current device, set here
     with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+        loader = _package_loader(path)
+    return lambda x: loader.boxed_run([x])[0]
+
+
+def _package_loader(path: Path) -> Any:
+    """torch's C++ package loader for the one model in ``path``, built directly.
+    ``aoti_load_package`` would first compare this machine with the package's
+    (``get_device_information``, which asks Inductor for the CPU's vector instruction set:
+    test programs compiled and loaded in child processes on a fresh machine) only to log a
+    mismatch; a tiny package took 77 s to load on the H100 image, and that is the suspect."""
+    names = _model_names(path)
+    loader_type = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+    if loader_type is None or len(names) != 1:  # another torch, or several models
         compiled = torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
-    boxed = getattr(getattr(compiled, "loader", None), "boxed_run", None)
-    if boxed is None:  # older runtimes: the pytree-flattening __call__
-        return lambda x: compiled(x)
-    return lambda x: boxed([x])[0]
+        return compiled.loader
+    return loader_type(str(path), names[0], True, 1, -1)
+
+
+def _model_names(path: Path) -> list[str]:
+    """The AOTInductor models a package holds (``<archive>/data/aotinductor/<name>/...``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            found = (_MODEL_ENTRY.search(name) for name in archive.namelist())
+            return sorted({match.group(1) for match in found if match})
+    except zipfile.BadZipFile:
+        raise ValueError(
+            f"{path} is not an AOTInductor package (a .pt2 zip archive): rebuild it with "
+            f"kiln.deploy.optimize and kiln.deploy.save"
+        ) from None
+
+
+_MODEL_ENTRY = re.compile(r"(?:^|/)data/aotinductor/([^/]+)/")
 
 
 def jit_compile(module: nn.Module, example: torch.Tensor, options: dict[str, Any]) -> Runner:
