@@ -24,8 +24,11 @@ from pathlib import Path
 
 # name -> (Inductor options over kiln's defaults, how to load)
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object]]] = {
-    # kiln's options, its compiler choice included (kiln.deploy._toolchain)
-    "kiln": ({"_system_cxx": True}, {"single": True}),
+    # kiln's options, its compiler choice included (kiln.deploy._toolchain), and its way of
+    # loading: torch's C++ loader built directly (kiln.deploy._aoti._package_loader)
+    "kiln": ({"_system_cxx": True}, {"single": True, "direct": True}),
+    # the same package loaded by aoti_load_package (77 s for a tiny one on the H100 image)
+    "torch-loader": ({"_system_cxx": True}, {"single": True}),
     # the same with the compiler Inductor picks: crashed on the H100 image (a static libstdc++)
     "inductor-gxx": ({}, {"single": True}),
     "explicit-device-index": ({}, {"single": True, "device_index": 0}),
@@ -141,9 +144,13 @@ def load(device: str, how: dict[str, object], path: str) -> float:
     print(f"# loading at {time.perf_counter() - start:.1f} s", flush=True)
     # a tiny package took 77 s to load on the H100 image (2026-11-27): where does the time go?
     faulthandler.dump_traceback_later(10, repeat=True)
-    compiled = torch._inductor.aoti_load_package(
-        path, run_single_threaded=bool(how["single"]), device_index=index
-    )
+    if how.get("direct"):
+        loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", bool(how["single"]), 1, index)
+        compiled = lambda x: loader.boxed_run([x])[0]  # noqa: E731
+    else:
+        compiled = torch._inductor.aoti_load_package(
+            path, run_single_threaded=bool(how["single"]), device_index=index
+        )
     faulthandler.cancel_dump_traceback_later()
     print(f"# loaded at {time.perf_counter() - start:.1f} s", flush=True)
     with torch.no_grad():

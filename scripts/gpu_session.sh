@@ -129,7 +129,7 @@ aoti_check)  # which AOTInductor build/load settings survive torch's loader here
     # a crash included. A tiny net's build takes 70-100 s there, its load 60-80 (stacks of a
     # slow load are printed). The image's g++ crashed the loader; kiln's compiler choice did not.
     step aoti_check ${AOTI_LIMIT:-280} env PYTHONPATH= python3 scripts/aoti_loader_check.py \
-        --only ${AOTI_VARIANTS:-kiln}
+        --only ${AOTI_VARIANTS:-kiln,torch-loader}
     ;;
 debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial after trial
     step tune_lenet_smoke 150 python3 benchmarks/tune_lenet.py --sampler sobol --trials 8 \
