@@ -138,7 +138,7 @@ debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial af
 lenet)
     precompile
     step lenet_cold 330 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-gather,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather,keras-jax,torch-dataloader \
+        --only kiln,torch-cudagraph-compile-bf16,keras-jax,torch-dataloader \
         --json "$OUT/lenet_cold.json"
     # --warm-cache uses the usual cache folders: the first run fills them, the second is timed
     step lenet_prime 80 python3 benchmarks/train_speed.py --workload lenet --only kiln --warm-cache
@@ -180,7 +180,7 @@ tune_cpu)
 tune_gpu)
     step tune_latency 170 python3 benchmarks/tune_quality.py --samplers bayes \
         --problems branin_currin --seeds 1 --budget 10 --latency-devices cuda,auto \
-        --latency-sizes 50,200,500 --latency-reps 12 \
+        --latency-sizes 200,500 --latency-reps 12 \
         --out "$OUT/tune_latency"
     ;;
 tune_threads)  # suggestion latency on the CPU against torch's thread count
