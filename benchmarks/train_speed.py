@@ -47,6 +47,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
     "lenet": {
         "kiln": "kiln_runs:lenet",
         "kiln-gather": "kiln_runs:lenet_gather",
+        "kiln-fp32": "kiln_runs:lenet_fp32",
         "torch-dataloader": "torch_loops:lenet_dataloader",
         "torch-resident": "torch_loops:lenet_resident",
         "torch-cudagraph-eager": "torch_loops:lenet_cudagraph_eager",

@@ -65,6 +65,16 @@ def lenet_gather(cfg: Config) -> dict:
     return {**result, "note": result["note"].replace("defaults", "gather_in_graph=True")}
 
 
+def lenet_fp32(cfg: Config) -> dict:
+    """kiln in fp32 (no autocast): for a model this small the bf16 casts are kernels of their
+    own in a launch-bound step; does dropping them pay more than bf16's arithmetic?"""
+    x, y = lenet_arrays(cfg.samples)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    build = partial(kiln.zoo.create_model, "lenet5", augment=False)
+    result = _fit(cfg, build, x, y, optimizer="adam", precision="fp32")
+    return {**result, "note": result["note"].replace("defaults", "precision='fp32'")}
+
+
 def resnet50(cfg: Config) -> dict:
     if "resnet50" not in {entry.name for entry in kiln.zoo.list_models()}:
         raise Skip("kiln has no resnet50 yet")
