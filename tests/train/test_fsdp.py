@@ -1,5 +1,7 @@
 """FSDP2 (strategy="fsdp") on 2 CPU processes, and sharded checkpoints that resume on 1."""
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -58,3 +60,72 @@ def test_fsdp_on_two_processes_matches_one_process_and_resumes_on_one(tmp_path):
     assert state.is_dir() and any(state.glob("*.distcp"))
     resumed, _ = _run(tmp_path, "resumed", 1, 16, 3, "auto", state)
     _close(straight, resumed)
+
+
+UNITS_SCRIPT = textwrap.dedent("""
+    import os, torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.fsdp import FSDPModule
+    from kiln.train._distributed import Distributed, fsdp_units
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PORT"])
+    dist.init_process_group("gloo", rank=0, world_size=1)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+        def forward(self, x):
+            return x + self.fc(x).relu()
+
+    class Net(nn.Module):  # a transformer's shape: embedding, a ModuleList of blocks, a head
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 8)
+            self.blocks = nn.ModuleList(Block() for _ in range(3))
+            self.frozen = nn.LayerNorm(8).requires_grad_(False)
+            self.head = nn.Linear(8, 10)
+        def forward(self, tokens):
+            x = self.embed(tokens)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.frozen(x))
+
+    torch.manual_seed(0)
+    net = Net()
+    names = {id(m): n for n, m in net.named_modules()}
+    print("units", [names[id(u)] for u in fsdp_units(net)])
+    tokens = torch.randint(0, 10, (4, 5))
+    reference = net(tokens)
+    seen = []
+    net.blocks[1].fc.register_forward_pre_hook(lambda m, a: seen.append(m.weight.dtype))
+    Distributed(0, 1, 0).wrap(net, torch.device("cpu"), "fsdp", torch.bfloat16)
+    print("sharded", sorted(n for n, m in net.named_modules() if isinstance(m, FSDPModule)))
+    out = net(tokens)
+    print("gathered", seen[-1], "output", out.dtype)
+    print("close", torch.allclose(out.float(), reference, atol=0.1, rtol=0.05))
+    out.float().sum().backward()
+    print("grad", net.blocks[1].fc.weight.grad.dtype)
+    dist.destroy_process_group()
+""")
+
+
+def test_fsdp_shards_each_block_of_a_module_list_and_gathers_bf16(tmp_path):
+    """A transformer's blocks live in a ModuleList: each is its own FSDP unit (gathered one at
+    a time), and bf16 training gathers bf16 parameters while gradients and shards stay fp32."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "units.py"
+    script.write_text(UNITS_SCRIPT)
+    env = {**os.environ, "PORT": str(port)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert lines["units"] == "['embed', 'blocks.0', 'blocks.1', 'blocks.2', 'head']"
+    assert lines["sharded"] == "['', 'blocks.0', 'blocks.1', 'blocks.2', 'embed', 'head']"
+    assert lines["gathered"] == "torch.bfloat16 output torch.bfloat16"
+    assert lines["close"] == "True"
+    assert lines["grad"] == "torch.float32"

@@ -34,16 +34,23 @@ class Distributed:
     def device(self) -> torch.device:
         return torch.device(f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu")
 
-    def wrap(self, model: nn.Module, device: torch.device, strategy: str) -> nn.Module:
-        """DDP: a wrapper around the model. FSDP2: the model itself, its blocks sharded in place
-        (one all-gather per block in forward and backward, parameters become DTensors)."""
+    def wrap(
+        self, model: nn.Module, device: torch.device, strategy: str,
+        param_dtype: torch.dtype | None = None,
+    ) -> nn.Module:  # fmt: skip
+        """DDP: a wrapper around the model. FSDP2: the model itself, each of ``fsdp_units``
+        sharded in place, then the root (one all-gather per unit in forward and backward,
+        parameters become DTensors). With ``param_dtype`` (bf16 training) FSDP gathers the
+        parameters in that type, half the bytes of fp32, and reduces gradients in fp32; the
+        shards and the optimizer stay fp32."""
         if strategy == "fsdp":
-            from torch.distributed.fsdp import fully_shard
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-            for block in model.children():
-                if any(p.requires_grad for p in block.parameters()):
-                    fully_shard(block)
-            fully_shard(model)
+            policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+            options = {"mp_policy": policy} if param_dtype is not None else {}
+            for unit in fsdp_units(model):
+                fully_shard(unit, **options)
+            fully_shard(model, **options)
             return model
         ids = [device.index] if device.type == "cuda" else None
         # gradient_as_bucket_view: gradients are views into the all-reduce buckets (no copy)
@@ -142,3 +149,16 @@ def load_sharded(
     set_state_dict(model, optimizer, model_state_dict=state["model"],
                    optim_state_dict=state["optimizer"])  # fmt: skip
     return torch.load(os.path.join(path, "trainer.pt"), weights_only=False)
+
+
+def fsdp_units(model: nn.Module) -> list[nn.Module]:
+    """The modules FSDP2 shards one by one before the root: the model's trainable children,
+    with containers (ModuleList, ModuleDict) opened up, so that a transformer's blocks
+    (``self.blocks = nn.ModuleList(...)``) are gathered one at a time, not all at once."""
+    units: list[nn.Module] = []
+    for child in model.children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            units += fsdp_units(child)
+        elif any(p.requires_grad for p in child.parameters()):
+            units.append(child)
+    return units

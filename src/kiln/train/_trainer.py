@@ -440,7 +440,8 @@ class Trainer:
 
                     Console(stderr=True).print(f"[bold]kiln.train[/]: {why}")
             if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
-                self.dist.wrap(self.model, self.device, "fsdp")
+                gathered = torch.bfloat16 if self.precision == "bf16" else None
+                self.dist.wrap(self.model, self.device, "fsdp", gathered)
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
