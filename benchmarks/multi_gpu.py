@@ -2,6 +2,13 @@
 
     python benchmarks/multi_gpu.py --gpus 1,2,4                  # ResNet-50, bf16, 256/GPU
     python benchmarks/multi_gpu.py --gpus 1,2 --model lenet5 --batch-size 64 --steps 5  # CPU smoke
+    python benchmarks/multi_gpu.py --gpus 1,8 --model transformer --batch-size 8  # FSDP2, 1.04B
+    python benchmarks/multi_gpu.py --gpus 1,2 --model transformer --size tiny --batch-size 4 \
+        --steps 3                                                # CPU smoke of the FSDP path
+
+The transformer (``_multi/transformer.py``: 1.04e9 parameters, 1,024-token sequences) trains
+fully sharded: kiln's fit(strategy="fsdp") against FSDP2 by hand (each block a unit, bf16
+gathers, fp32 gradient reduction, fused AdamW), samples being sequences.
 
 Each (competitor, N) runs as its own torchrun job (a fresh process group), N processes with
 ``--batch-size`` images each, ``--epochs`` epochs of ``--steps`` steps; the first epoch is
@@ -26,7 +33,8 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
     out = folder / f"{competitor.replace(':', '-')}-{n}.json"
     name, _, variant = competitor.partition(":")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-           str(WORKER), "--competitor", name, "--model", args.model, "--batch-size",
+           str(WORKER), "--competitor", name, "--model", args.model, "--size", args.size,
+           "--batch-size",
            str(args.batch_size), "--steps", str(args.steps), "--epochs", str(args.epochs),
            "--out", str(out), "--variant", variant or "default"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -35,7 +43,7 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
         return None
     result = json.loads(out.read_text())
     # as it comes: a run cut short by a time limit still leaves what it measured
-    print(f"{competitor} on {n}: {result['img_s']:,.0f} img/s, epochs {result['epoch_s']}",
+    print(f"{competitor} on {n}: {result['img_s']:,.1f} samples/s, epochs {result['epoch_s']}",
           flush=True)  # fmt: skip
     return result
 
@@ -43,8 +51,10 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", default="1,2,4", help="comma-separated process counts")
-    parser.add_argument("--model", default="resnet50", choices=["resnet50", "lenet5"])
-    parser.add_argument("--batch-size", type=int, default=256, help="images per GPU")
+    models = ["resnet50", "lenet5", "transformer"]
+    parser.add_argument("--model", default="resnet50", choices=models)
+    parser.add_argument("--size", default="1b", help="the transformer's: 1b or tiny")
+    parser.add_argument("--batch-size", type=int, default=256, help="samples per GPU")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--timeout", type=int, default=900)
@@ -56,33 +66,37 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(n) for n in args.gpus.split(",")]
     variants = [v for v in args.kiln_variants.split(",") if v]
+    raw = "raw-fsdp" if args.model == "transformer" else "raw-ddp"
+    if variants and raw == "raw-fsdp":
+        parser.error("--kiln-variants are DDP set-ups: not for the transformer (FSDP)")
     with tempfile.TemporaryDirectory() as tmp:
-        results = {(c, n): run(c, n, args, Path(tmp)) for n in counts for c in ("raw-ddp", "kiln")}
+        results = {(c, n): run(c, n, args, Path(tmp)) for n in counts for c in (raw, "kiln")}
         for v in variants:
             results[(f"kiln:{v}", counts[-1])] = run(f"kiln:{v}", counts[-1], args, Path(tmp))
     env = next((r for r in results.values() if r), {})
+    unit = "seq/s" if args.model == "transformer" else "img/s"
     print(
-        f"{args.model}, {args.batch_size} images per process, {env.get('device', '?')}, "
+        f"{args.model}, {args.batch_size} samples per process, {env.get('device', '?')}, "
         f"torch {env.get('torch', '?')}"
     )
     print(
-        "| GPUs | raw DDP img/s | raw efficiency | kiln img/s | kiln per GPU | kiln efficiency "
+        f"| GPUs | {raw} {unit} | raw efficiency | kiln {unit} | kiln per GPU | kiln efficiency "
         "| kiln / raw |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in counts:
-        raw, kln = results[("raw-ddp", n)], results[("kiln", n)]
+        reference, kln = results[(raw, n)], results[("kiln", n)]
         print(
             "| "
             + " | ".join(
                 [
                     str(n),
-                    _num(raw),
-                    _eff(results, "raw-ddp", n),
+                    _num(reference),
+                    _eff(results, raw, n),
                     _num(kln),
                     _num(kln, n),
                     _eff(results, "kiln", n),
-                    _ratio(kln, raw),
+                    _ratio(kln, reference),
                 ]
             )
             + " |"

@@ -13,6 +13,7 @@
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
+#   scripts/gpu_session.sh multi_fsdp # 4x/8x H100: the 1B transformer, FSDP2, 1 and 4 (or 8) GPUs
 #   scripts/gpu_session.sh tune       # 1x H100: tune_cpu, then tune_gpu (latency: cuda, auto)
 #   scripts/gpu_session.sh tune_threads # 1x H100 host: Bayes latency on 1-16 CPU threads
 #   scripts/gpu_session.sh tune_lenet # 1x H100: early stopping on LeNet-5, 4 GPU workers
@@ -169,6 +170,11 @@ multi)
     step multi_resnet 570 python3 benchmarks/multi_gpu.py --model resnet50 --gpus 1,4 \
         --kiln-variants no-optimize-ddp,static-graph,bucket-100
     ;;
+multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully sharded, kiln vs
+    # FSDP2 by hand; four runs of compile + 3 epochs of 10 steps of 8 sequences a GPU
+    step multi_fsdp 570 python3 benchmarks/multi_gpu.py --model transformer \
+        --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 10 --epochs 3
+    ;;
 tune)
     KILN_GPU_PART=1 "$0" tune_cpu
     KILN_GPU_PART=1 "$0" tune_gpu
@@ -194,7 +200,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|memory|multi|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

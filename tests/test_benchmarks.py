@@ -61,6 +61,18 @@ def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
     assert re.search(r"kiln:static-graph on 2: [\d,]+ img/s", done.stdout), done.stdout
 
 
+def test_multi_gpu_transformer_trains_fully_sharded_on_two_cpu_processes():
+    """The FSDP2 scaling benchmark's path (issue: 8 GPUs, a 1B transformer) at a tiny size."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
+    cmd = [sys.executable, str(script), "--gpus", "1,2", "--model", "transformer", "--size",
+           "tiny", "--batch-size", "4", "--steps", "3", "--epochs", "2"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| GPUs | raw-fsdp seq/s |" in done.stdout, done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
+
+
 def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_http.py"
     out = tmp_path / "serve.json"

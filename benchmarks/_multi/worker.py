@@ -1,8 +1,9 @@
 """One process of a multi-GPU benchmark run (started by torchrun from ``multi_gpu.py``).
 
-Trains ``--model`` for ``--epochs`` epochs of ``--steps`` steps with ``--batch-size`` images per
-process, either with raw DistributedDataParallel or with kiln's fit(); rank 0 writes the global
-images per second of the timed epochs (all after the first) to ``--out`` as JSON.
+Trains ``--model`` for ``--epochs`` epochs of ``--steps`` steps with ``--batch-size`` samples
+(images, or sequences for the transformer) per process, either raw (DistributedDataParallel, or
+FSDP2 for the transformer) or with kiln's fit(); rank 0 writes the global samples per second of
+the timed epochs (all after the first) to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -20,15 +21,21 @@ import torch.distributed as dist
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ for _speed
+from _multi.transformer import SIZES, Decoder, token_loss
 
 
 def _data(
     args: argparse.Namespace, world: int, shape: tuple[int, ...], classes: int, device: torch.device
 ):
     """The global set, the same on every rank (kiln shards it), made on the device: ResNet's is
-    gigabytes, too slow to make on the host."""
+    gigabytes, too slow to make on the host. The transformer's: random token sequences, each
+    target the next token."""
     g = torch.Generator(device).manual_seed(0)
     n = args.batch_size * world * args.steps
+    if args.model == "transformer":
+        size = SIZES[args.size]
+        tokens = torch.randint(0, size.vocab, (n, size.seq + 1), generator=g, device=device)
+        return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
     x = torch.rand(n, *shape, generator=g, device=device)
     return x, torch.randint(0, classes, (n,), generator=g, device=device)
 
@@ -62,6 +69,41 @@ def raw_ddp(
             xb, yb = x[lo : lo + args.batch_size], y[lo : lo + args.batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 loss = nn.functional.cross_entropy(ddp(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        dist.barrier()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def raw_fsdp(
+    args: argparse.Namespace, rank: int, world: int, device: torch.device, x, y
+) -> list[float]:
+    """The transformer's reference: FSDP2 by hand, each block a unit, bf16 parameters gathered
+    and fp32 gradients reduced on GPUs (MixedPrecisionPolicy), fused AdamW, eager."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = Decoder(SIZES[args.size]).to(device)
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if cuda else None,
+                                  reduce_dtype=torch.float32)  # fmt: skip
+    for block in model.blocks:
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=cuda)
+    times = []
+    for _ in range(args.epochs):
+        dist.barrier()
+        start = time.perf_counter()
+        for step in range(args.steps):
+            lo = (step * world + rank) * args.batch_size
+            xb, yb = x[lo : lo + args.batch_size], y[lo : lo + args.batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = token_loss(model(xb), yb)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -114,18 +156,31 @@ def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
         def on_epoch_end(self, trainer, epoch, logs):  # type: ignore[no-untyped-def]
             self.times.append(time.perf_counter() - self.start)  # logs were read: synced
 
+    timer = Timer()
+    if args.model == "transformer":  # any torch module, through kiln's Trainer, sharded
+        torch.manual_seed(0)
+        from kiln.train import Trainer
+
+        trainer = Trainer(Decoder(SIZES[args.size]), optimizer="adamw", lr=3e-4,
+                          loss=token_loss, log_every=10**9, strategy="fsdp")  # fmt: skip
+        trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0,
+                    callbacks=[timer])  # fmt: skip
+        return timer.times
     kwargs = {"augment": False} if args.model == "lenet5" else {}
     model = kiln.zoo.create_model(args.model, **kwargs)
     model.compile(optimizer="sgd", lr=0.1, momentum=0.9, loss="cross_entropy", log_every=10**9)
-    timer = Timer()
     model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[timer])
     return timer.times
 
 
+MODELS = ["resnet50", "lenet5", "transformer"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--competitor", choices=["raw-ddp", "kiln"], required=True)
-    parser.add_argument("--model", choices=["resnet50", "lenet5"], default="resnet50")
+    parser.add_argument("--competitor", choices=["raw-ddp", "raw-fsdp", "kiln"], required=True)
+    parser.add_argument("--model", choices=MODELS, default="resnet50")
+    parser.add_argument("--size", choices=sorted(SIZES), default="1b", help="transformer only")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3)
@@ -143,6 +198,8 @@ def main() -> None:
     x, y = _data(args, world, shape, classes, device)
     if args.competitor == "raw-ddp":
         times = raw_ddp(args, rank, world, device, x, y)
+    elif args.competitor == "raw-fsdp":
+        times = raw_fsdp(args, rank, world, device, x, y)
     else:
         times = kiln_fit(args, x, y)
     if rank == 0:
