@@ -60,15 +60,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument(
         "--kiln-variants", default="",
-        help="comma-separated what-if DDP set-ups for kiln, run at the largest GPU count after "
-        "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100",
+        help="comma-separated what-if set-ups for kiln, run at the largest GPU count after "
+        "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100 "
+        "(DDP), no-compile (any)",
     )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.gpus.split(",")]
     variants = [v for v in args.kiln_variants.split(",") if v]
     raw = "raw-fsdp" if args.model == "transformer" else "raw-ddp"
-    if variants and raw == "raw-fsdp":
-        parser.error("--kiln-variants are DDP set-ups: not for the transformer (FSDP)")
+    if raw == "raw-fsdp" and set(variants) - {"no-compile"}:
+        parser.error("the transformer trains with FSDP: of --kiln-variants only no-compile")
     with tempfile.TemporaryDirectory() as tmp:
         results = {(c, n): run(c, n, args, Path(tmp)) for n in counts for c in (raw, "kiln")}
         for v in variants:

@@ -173,7 +173,8 @@ multi)
 multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully sharded, kiln vs
     # FSDP2 by hand; four runs of compile + 3 epochs of 10 steps of 8 sequences a GPU
     step multi_fsdp 570 python3 benchmarks/multi_gpu.py --model transformer \
-        --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 10 --epochs 3
+        --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 10 --epochs 3 \
+        --kiln-variants "${FSDP_VARIANTS:-}"
     ;;
 tune)
     KILN_GPU_PART=1 "$0" tune_cpu

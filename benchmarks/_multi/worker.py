@@ -118,7 +118,8 @@ def raw_fsdp(
 # of DDP (DDPOptimizer splits the compiled graph at gradient-bucket boundaries so all-reduces
 # overlap the backward; the alternatives trade that overlap for bigger fused graphs) and DDP's
 # own options, patched into the wrapper kiln builds.
-VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100"]
+VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100",
+            "no-compile"]  # fmt: skip
 
 
 def apply_variant(name: str) -> None:
@@ -157,18 +158,21 @@ def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
             self.times.append(time.perf_counter() - self.start)  # logs were read: synced
 
     timer = Timer()
+    compile_option = False if args.variant == "no-compile" else "auto"
     if args.model == "transformer":  # any torch module, through kiln's Trainer, sharded
         torch.manual_seed(0)
         from kiln.train import Trainer
 
         trainer = Trainer(Decoder(SIZES[args.size]), optimizer="adamw", lr=3e-4,
-                          loss=token_loss, log_every=10**9, strategy="fsdp")  # fmt: skip
+                          loss=token_loss, log_every=10**9, strategy="fsdp",
+                          compile=compile_option)  # fmt: skip
         trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0,
                     callbacks=[timer])  # fmt: skip
         return timer.times
     kwargs = {"augment": False} if args.model == "lenet5" else {}
     model = kiln.zoo.create_model(args.model, **kwargs)
-    model.compile(optimizer="sgd", lr=0.1, momentum=0.9, loss="cross_entropy", log_every=10**9)
+    model.compile(optimizer="sgd", lr=0.1, momentum=0.9, loss="cross_entropy", log_every=10**9,
+                  compile=compile_option)  # fmt: skip
     model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[timer])
     return timer.times
 
