@@ -58,6 +58,8 @@ COMPETITORS: dict[str, dict[str, str]] = {
     },
     "resnet50": {
         "kiln": "kiln_runs:resnet50",
+        "kiln-autotune": "kiln_runs:resnet50_autotune",
+        "kiln-cdt": "kiln_runs:resnet50_coordinate_descent",
         "torch-eager-tf32": "torch_loops:resnet_eager_tf32",
         "torch-eager-bf16-cl": "torch_loops:resnet_eager_bf16_cl",
         "torch-compile-bf16-cl": "torch_loops:resnet_compile_bf16_cl",

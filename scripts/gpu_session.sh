@@ -10,6 +10,7 @@
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
+#   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
@@ -157,6 +158,11 @@ resnet)
     step resnet 380 python3 benchmarks/train_speed.py --workload resnet50 \
         --only kiln,torch-compile-bf16-cl,keras-jax --json "$OUT/resnet.json"
     ;;
+resnet_tuned)  # Inductor's tuning for kiln's ResNet-50 step, beside the compile loop
+    precompile
+    step resnet_tuned 570 python3 benchmarks/train_speed.py --workload resnet50 \
+        --only kiln,torch-compile-bf16-cl,kiln-cdt,kiln-autotune --json "$OUT/resnet_tuned.json"
+    ;;
 memory)
     step train_memory 170 python3 benchmarks/train_memory.py \
         --only hand-eager,hand-compile,kiln,kiln-no-compile
@@ -201,7 +207,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -81,3 +81,27 @@ def resnet50(cfg: Config) -> dict:
     x, y = resnet_data(cfg)
     build = partial(kiln.zoo.create_model, "resnet50")
     return _fit(cfg, build, x, y, optimizer="sgd", lr=0.1, momentum=0.9)
+
+
+def resnet50_autotune(cfg: Config) -> dict:
+    """kiln with ``compile="max-autotune-no-cudagraphs"``: kernel choices timed at compile."""
+    return _resnet_variant(cfg, "compile='max-autotune-no-cudagraphs'",
+                           compile="max-autotune-no-cudagraphs")  # fmt: skip
+
+
+def resnet50_coordinate_descent(cfg: Config) -> dict:
+    """kiln with Inductor's coordinate-descent tuning of its generated kernels' block sizes
+    (BatchNorm, ReLU and their backward: the memory-bound part of a ResNet step)."""
+    import torch._inductor.config as inductor
+
+    inductor.coordinate_descent_tuning = True
+    return _resnet_variant(cfg, "coordinate_descent_tuning")
+
+
+def _resnet_variant(cfg: Config, what: str, **options: Any) -> dict:
+    if "resnet50" not in {entry.name for entry in kiln.zoo.list_models()}:
+        raise Skip("kiln has no resnet50 yet")
+    x, y = resnet_data(cfg)
+    build = partial(kiln.zoo.create_model, "resnet50")
+    result = _fit(cfg, build, x, y, optimizer="sgd", lr=0.1, momentum=0.9, **options)
+    return {**result, "note": result["note"].replace("defaults", what)}

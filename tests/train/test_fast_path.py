@@ -187,3 +187,23 @@ def test_auto_strategy_shards_a_model_whose_training_state_would_crowd_one_gpu()
     assert strategy == "fsdp" and 'strategy="ddp"' in why and "0.0 GB" in why
     assert auto_strategy(model.half(), 2 * state - 1)[0] == "ddp"  # half the bytes
     assert auto_strategy(model, None)[0] == "ddp"  # CPUs (gloo): no memory to crowd
+
+
+def test_compile_takes_a_mode_and_refuses_modes_that_capture_graphs_of_their_own(monkeypatch):
+    from kiln.train import _fast_path
+
+    cpu = torch.device("cpu")
+    assert _fast_path.compile_mode("max-autotune-no-cudagraphs") == "max-autotune-no-cudagraphs"
+    assert _fast_path.compile_mode("default") is None
+    assert _fast_path.compile_mode(True) is None and _fast_path.compile_mode("auto") is None
+    assert _fast_path.use_compile("max-autotune-no-cudagraphs", cpu) is True
+    assert _fast_path.use_compile("auto", cpu) is False
+    with pytest.raises(ValueError, match="use 'max-autotune-no-cudagraphs'"):
+        _fast_path.use_compile("max-autotune", cpu)
+    # the mode reaches torch.compile
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: seen.append(mode) or fn)
+    model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
+    model.compile(loss="cross_entropy", device="cpu", compile="max-autotune-no-cudagraphs")
+    model.fit(torch.randn(8, 4), torch.randint(0, 2, (8,)), batch_size=4, verbose=0)
+    assert seen == ["max-autotune-no-cudagraphs"]

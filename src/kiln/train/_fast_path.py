@@ -22,12 +22,28 @@ def use_channels_last(option: bool | str, model: nn.Module, device: torch.device
     return device.type == "cuda" and any(p.dim() == 4 for p in model.parameters())
 
 
+# torch.compile modes kiln passes through (it captures CUDA graphs itself: no "reduce-overhead")
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
 def use_compile(option: bool | str, device: torch.device) -> bool:
-    """torch.compile the forward and loss on GPUs; on CPUs compiling costs more than it saves."""
+    """torch.compile the forward and loss on GPUs; on CPUs compiling costs more than it saves.
+    A mode name (``COMPILE_MODES``) compiles in that mode."""
+    if isinstance(option, str) and option != "auto" and option not in COMPILE_MODES:
+        raise ValueError(
+            f"compile must be True, False, 'auto' or a mode of {COMPILE_MODES}; received "
+            f"{option!r}. ('reduce-overhead' and 'max-autotune' capture CUDA graphs, which kiln "
+            f"does itself: use 'max-autotune-no-cudagraphs'.)"
+        )
     use = device.type == "cuda" if option == "auto" else bool(option)
     if use:
         enable_compile_cache()
     return use
+
+
+def compile_mode(option: bool | str) -> str | None:
+    """The torch.compile mode for a ``compile`` option (None: torch's default)."""
+    return option if isinstance(option, str) and option in COMPILE_MODES[1:] else None
 
 
 def use_cuda_graphs(

@@ -33,6 +33,7 @@ from kiln.train._data import assemble, split_tail
 from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
     auto_strategy,
+    compile_mode,
     make_capturable,
     to_channels_last,
     use_channels_last,
@@ -52,7 +53,8 @@ class Trainer:
     Options: ``device`` (default: CUDA when available), ``precision`` ("auto": bf16 autocast
     on GPUs that support it, else fp32; or "fp32", "bf16", "fp16" with loss scaling), ``lr``,
     ``log_every`` (steps between metric reads), ``seed`` (data order), and optimizer options.
-    On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss),
+    On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss; or a mode,
+    ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
     ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
@@ -462,8 +464,9 @@ class Trainer:
         assert self.optimizer is not None
         options = self._fast_options
         compiled = use_compile(options["compile"], self.device)
+        mode = compile_mode(options["compile"])
         self._forward_loss_fn = (
-            torch.compile(self._forward_loss) if compiled else self._forward_loss
+            torch.compile(self._forward_loss, mode=mode) if compiled else self._forward_loss
         )
         graphs = options["cuda_graphs"]
         if self.dist and graphs == "auto":
