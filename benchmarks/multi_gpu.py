@@ -38,9 +38,12 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
            str(args.batch_size), "--steps", str(args.steps), "--epochs", str(args.epochs),
            "--out", str(out), "--variant", variant or "default"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    if done.returncode != 0 or not out.exists():
-        print(f"{competitor} on {n}: failed\n{done.stderr[-2000:]}", file=sys.stderr, flush=True)
+    if not out.exists():
+        print(f"{competitor} on {n}: failed\n{done.stderr[-4000:]}", file=sys.stderr, flush=True)
         return None
+    if done.returncode != 0:  # rank 0 wrote its result: the measurement is whole
+        print(f"{competitor} on {n}: a process failed after the measurement (exit code "
+              f"{done.returncode}: gloo tearing down?)", file=sys.stderr, flush=True)  # fmt: skip
     result = json.loads(out.read_text())
     # as it comes: a run cut short by a time limit still leaves what it measured
     print(f"{competitor} on {n}: {result['img_s']:,.1f} samples/s, epochs {result['epoch_s']}",

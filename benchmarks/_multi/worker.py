@@ -213,6 +213,7 @@ def main() -> None:
                   "device": torch.cuda.get_device_name() if cuda else "CPU",
                   "torch": torch.__version__}  # fmt: skip
         Path(args.out).write_text(json.dumps(result))
+    dist.barrier()  # every rank done with its collectives before any tears the group down
     dist.destroy_process_group()
 
 
