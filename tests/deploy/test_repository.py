@@ -108,7 +108,7 @@ def test_missing_repository_model_or_version_and_bad_names_are_clear_errors(tmp_
 
 @pytest.mark.slow
 def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
-    tmp_path, mlp, recwarn, record_property
+    tmp_path, mlp, recwarn, record_property, monkeypatch
 ):
     """One tiny AOTInductor build on the CPU (a C++ compile: ~20-30 s on 2 cores, cold), loaded
     in a probe process first (a few seconds), then here."""
@@ -124,10 +124,18 @@ def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
     assert not [w for w in recwarn if "AOTInductor" in str(w.message)]
     folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
     assert (folder / "aoti" / "batch_2.pt2").is_file()
-    loaded = deploy.load(folder)
+
+    def compiles(*args, **kwargs):
+        raise AssertionError("loading a repository compiled")
+
+    with monkeypatch.context() as patched:  # loading runs no compiler of any kind
+        for name in ("_optimize.build_packages", "_optimize.jit_compile", "_aoti.build_package"):
+            patched.setattr(f"kiln.deploy.{name}", compiles)
+        patched.setattr(torch._inductor, "aoti_compile_and_package", compiles)
+        patched.setattr(torch, "compile", compiles)
+        loaded = deploy.load(folder)
     assert loaded.info["compiled"] is True and loaded.info["source"] == str(folder)
-    # Loading runs no compiler: far below the build's own package time (the build took ~24 s).
-    assert 0 < loaded.info["load_s"] < timings["packages"] / 4
+    assert loaded.info["load_s"] > 0
     x = torch.randn(3, 6)
     assert rel_error(loaded(x), mlp(x).detach()) <= 1e-5
     assert not [w for w in recwarn if "rebuilding" in str(w.message)]

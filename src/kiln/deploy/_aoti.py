@@ -68,11 +68,10 @@ def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
     # the loader's default device_index (-1): the current device, set here
     with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
-        loader = _package_loader(path)
-    return lambda x: loader.boxed_run([x])[0]
+        return _package_runner(path)
 
 
-def _package_loader(path: Path) -> Any:
+def _package_runner(path: Path) -> Runner:
     """torch's C++ package loader for the one model in ``path``, built directly.
     ``aoti_load_package`` would first compare this machine with the package's
     (``get_device_information``, which asks Inductor for the CPU's vector instruction set:
@@ -80,10 +79,15 @@ def _package_loader(path: Path) -> Any:
     mismatch; a tiny package took 77 s to load on the H100 image, and that is the suspect."""
     names = _model_names(path)
     loader_type = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
-    if loader_type is None or len(names) != 1:  # another torch, or several models
-        compiled = torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
-        return compiled.loader
-    return loader_type(str(path), names[0], True, 1, -1)
+    if loader_type is not None and len(names) == 1:
+        loader = loader_type(str(path), names[0], True, 1, -1)
+        return lambda x: loader.boxed_run([x])[0]
+    # another torch, or several models: torch's own way
+    compiled = torch._inductor.aoti_load_package(str(path), run_single_threaded=True)
+    boxed = getattr(getattr(compiled, "loader", None), "boxed_run", None)
+    if boxed is None:  # older runtimes: the pytree-flattening __call__
+        return lambda x: compiled(x)
+    return lambda x: boxed([x])[0]
 
 
 def _model_names(path: Path) -> list[str]:
