@@ -46,11 +46,14 @@ class Distributed:
         if strategy == "fsdp":
             from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-            policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-            options = {"mp_policy": policy} if param_dtype is not None else {}
+            policy = (
+                MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+                if param_dtype is not None
+                else MixedPrecisionPolicy()  # FSDP's default: nothing cast
+            )
             for unit in fsdp_units(model):
-                fully_shard(unit, **options)
-            fully_shard(model, **options)
+                fully_shard(unit, mp_policy=policy)
+            fully_shard(model, mp_policy=policy)
             return model
         ids = [device.index] if device.type == "cuda" else None
         # gradient_as_bucket_view: gradients are views into the all-reduce buckets (no copy)
