@@ -59,24 +59,8 @@ def raw_ddp(
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None,
                                               gradient_as_bucket_view=True)  # fmt: skip
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
-    x, y = x.to(device), y.to(device)
-    times = []
-    for _ in range(args.epochs):
-        dist.barrier()
-        start = time.perf_counter()
-        for step in range(args.steps):
-            lo = (step * world + rank) * args.batch_size
-            xb, yb = x[lo : lo + args.batch_size], y[lo : lo + args.batch_size]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = nn.functional.cross_entropy(ddp(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if cuda:
-            torch.cuda.synchronize()
-        dist.barrier()
-        times.append(time.perf_counter() - start)
-    return times
+    return _timed_epochs(args, rank, world, device, x.to(device), y.to(device),
+                         lambda xb, yb: nn.functional.cross_entropy(ddp(xb), yb), opt)  # fmt: skip
 
 
 def raw_fsdp(
@@ -95,7 +79,15 @@ def raw_fsdp(
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=cuda)
-    times = []
+    return _timed_epochs(args, rank, world, device, x, y,
+                         lambda xb, yb: token_loss(model(xb), yb), opt)  # fmt: skip
+
+
+def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch.device, x, y,
+                  loss_of, opt: torch.optim.Optimizer) -> list[float]:  # fmt: skip
+    """The raw loops' epochs: this rank's slice of each global batch, bf16 autocast on GPUs,
+    each epoch timed between barriers."""
+    cuda, times = device.type == "cuda", []
     for _ in range(args.epochs):
         dist.barrier()
         start = time.perf_counter()
@@ -103,7 +95,7 @@ def raw_fsdp(
             lo = (step * world + rank) * args.batch_size
             xb, yb = x[lo : lo + args.batch_size], y[lo : lo + args.batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = token_loss(model(xb), yb)
+                loss = loss_of(xb, yb)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

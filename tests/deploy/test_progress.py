@@ -40,8 +40,9 @@ def test_optimize_logs_every_phase_and_one_line_per_package(mlp, monkeypatch, ca
                 "package_4", "probe", "runners", "total"}  # fmt: skip
     assert set(timings) == expected and min(timings.values()) >= 0
     assert timings["package_1"] >= BUILD_S - 0.05 and timings["package_4"] >= BUILD_S - 0.05
-    assert timings["packages"] >= timings["package_1"] + timings["package_4"]  # one at a time
-    assert timings["total"] >= timings["capture"] + timings["packages"] + timings["runners"]
+    # one at a time; the phases nest (timings are rounded to milliseconds)
+    assert timings["packages"] >= timings["package_1"] + timings["package_4"] - 0.002
+    assert timings["total"] >= timings["capture"] + timings["packages"] + timings["runners"] - 0.003
     folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
     assert json.loads((folder / "config.json").read_text())["timings"] == timings
 

@@ -119,7 +119,8 @@ def test_aoti_packages_are_built_stored_and_loaded_without_compiling(
     timings = engine.info["timings"]
     assert {"capture", "packages", "package_2", "probe", "runners", "total"} <= set(timings)
     assert 0 < timings["package_2"] <= timings["packages"] <= timings["total"]
-    assert 0 < timings["probe"] <= timings["packages"] - timings["package_2"]
+    # the probe is part of the packages phase (timings are rounded to milliseconds)
+    assert 0 < timings["probe"] <= timings["packages"] - timings["package_2"] + 0.002
     assert engine.info["passes"][-1]["name"] == "aoti_compile"  # the probe passed
     assert not [w for w in recwarn if "AOTInductor" in str(w.message)]
     folder = deploy.save(engine, tmp_path, "mlp", onnx=False)
