@@ -50,27 +50,28 @@ def test_unknown_competitor_names_the_known_ones():
     assert "pytorch" in run.stderr and "torch-dataloader" in run.stderr
 
 
-def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
+def _multi_gpu_on_two_cpu_processes(*options: str) -> str:
+    """multi_gpu.py on 1 and 2 gloo processes: its stdout, once both table rows are there."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
-    cmd = [sys.executable, str(script), "--gpus", "1,2", "--model", "lenet5", "--batch-size",
-           "32", "--steps", "4", "--epochs", "2", "--kiln-variants", "static-graph"]  # fmt: skip
+    cmd = [sys.executable, str(script), "--gpus", "1,2", "--epochs", "2", *options]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
-    assert re.search(r"kiln:static-graph on 2: [\d,]+ img/s", done.stdout), done.stdout
+    return done.stdout
+
+
+def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
+    out = _multi_gpu_on_two_cpu_processes("--model", "lenet5", "--batch-size", "32", "--steps",
+                                          "4", "--kiln-variants", "static-graph")  # fmt: skip
+    assert re.search(r"kiln:static-graph on 2: [\d,]+ img/s", out), out
 
 
 def test_multi_gpu_transformer_trains_fully_sharded_on_two_cpu_processes():
     """The FSDP2 scaling benchmark's path (issue: 8 GPUs, a 1B transformer) at a tiny size."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
-    cmd = [sys.executable, str(script), "--gpus", "1,2", "--model", "transformer", "--size",
-           "tiny", "--batch-size", "4", "--steps", "3", "--epochs", "2"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "| GPUs | raw-fsdp seq/s |" in done.stdout, done.stdout
-    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert len(rows) == 2 and "failed" not in done.stdout, done.stdout + done.stderr[-2000:]
+    out = _multi_gpu_on_two_cpu_processes("--model", "transformer", "--size", "tiny",
+                                          "--batch-size", "4", "--steps", "3")  # fmt: skip
+    assert "| GPUs | raw-fsdp seq/s |" in out, out
 
 
 def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
