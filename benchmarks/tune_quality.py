@@ -10,7 +10,8 @@ from the noiseless values of the evaluated feasible points):
    and Optuna's GPSampler, only until they reach the target, as counting needs no more);
 3. kiln's Bayes (on each of `--latency-devices`) and Optuna's GPSampler time `--latency-reps`
    suggestions on histories of `--latency-sizes` completed trials, alone on the machine, on
-   the CPU once per `--latency-threads` count.
+   the CPU once per `--latency-threads` count; `--latency-precompute` also times what a worker
+   waits for in `study.ask()` with `Bayes(precompute=True)` (rows "DEVICE+precompute").
 
 Runs spread over `--jobs` processes (one torch thread each). Prints Markdown tables: evaluations
 to reach the target (median and per seed), final hypervolume and log10 gap to the maximum,
@@ -73,6 +74,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-threads", default=None,
                    help="comma-separated torch CPU thread counts to time with; default 1 "
                         "and torch's default (all cores)")  # fmt: skip
+    p.add_argument("--latency-precompute", action="store_true",
+                   help="also time kiln's Bayes(precompute=True) in a running study: "
+                        "--latency-workers threads ask for a trial, run it for "
+                        "--latency-trial-s, tell it and ask again, --latency-reps times each, "
+                        "while the next suggestion is computed; the history grows by one per "
+                        "ask from --latency-sizes (200, 201, ...)")  # fmt: skip
+    p.add_argument("--latency-trial-s", type=float, default=2.0,
+                   help="seconds each trial runs with --latency-precompute")  # fmt: skip
+    p.add_argument("--latency-workers", type=int, default=1,
+                   help="workers asking on one study with --latency-precompute")  # fmt: skip
     p.add_argument("--out", type=Path, help="folder for JSON, CSV, Markdown and PNG results")
     p.add_argument("--json", type=Path, help="write results.json here too")
     p.add_argument("--smoke", action="store_true", help=f"shorthand for {' '.join(SMOKE)}")
@@ -91,6 +102,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if bad := [d for d in args.latency_devices if d.split(":")[0] not in ("cpu", "cuda", "auto")]:
         p.error(f"unknown --latency-devices {bad}: cpu, cuda, cuda:N, auto, or none (no timing)")
     args.latency_sizes = [int(n) for n in args.latency_sizes.split(",")]
+    if args.latency_trial_s < 0 or args.latency_workers < 1:
+        p.error("--latency-trial-s must be >= 0 and --latency-workers >= 1. Received: "
+                f"{args.latency_trial_s} and {args.latency_workers}")  # fmt: skip
     threads = args.latency_threads or f"1,{torch.get_num_threads()}"
     args.latency_threads = list(dict.fromkeys(int(t) for t in threads.split(",")))
     return args
@@ -147,12 +161,25 @@ def latencies(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.set_num_threads(threads)
         cpu = f"cpu/{threads}t"
         if "bayes" in args.samplers and "cpu" in args.latency_devices:
-            rows += [r | {"device": cpu} for r in latency.kiln_bayes(sizes, reps, "cpu")]
+            rows += _kiln_bayes(args, "cpu", cpu)
         if "optuna-gp" in args.samplers and not optuna_missing():
             rows += [r | {"device": cpu} for r in latency.optuna_gp(sizes, reps)]
     for device in (d for d in args.latency_devices if d != "cpu"):
         if "bayes" in args.samplers:
-            rows += latency.kiln_bayes(sizes, reps, device)
+            rows += _kiln_bayes(args, device, device)
+    return rows
+
+
+def _kiln_bayes(args: argparse.Namespace, device: str, label: str) -> list[dict[str, Any]]:
+    """Suggestion times labelled `label`, then (--latency-precompute) the waits of asks,
+    labelled `label`+precompute (and /Kw with K > 1 workers)."""
+    sizes, reps = args.latency_sizes, args.latency_reps
+    rows = [r | {"device": label} for r in latency.kiln_bayes(sizes, reps, device)]
+    if args.latency_precompute:
+        k = args.latency_workers
+        asks = latency.kiln_bayes_asks(sizes, reps, device, args.latency_trial_s, k)
+        label += "+precompute" + (f"/{k}w" if k > 1 else "")
+        rows += [r | {"device": label} for r in asks]
     return rows
 
 

@@ -1,12 +1,14 @@
 """Suggestion latency against the size of the history: a history of n completed trials on
 BraninCurrin (2 objectives), n - 1 Sobol points and a last one kiln's Bayes suggested (as in a
 running study, where the fit starts from that suggestion's, see `Bayes`), then `reps`
-suggestions from fresh samplers (other seeds) on it, timed one by one. Runs alone, after the
-quality runs, so nothing else competes for the cores."""
+suggestions from fresh samplers (other seeds) on it, timed one by one. `kiln_bayes_asks` times
+instead what workers of a running study wait for in `ask` with `Bayes(precompute=True)`. Runs
+alone, after the quality runs, so nothing else competes for the cores."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -27,12 +29,7 @@ def kiln_bayes(sizes: list[int], reps: int, device: str) -> list[dict[str, Any]]
     prob, rows = Problem("branin_currin"), []
     kiln_sampler("bayes", 0, device).suggest(_kiln_study(prob, _history(8)), 1)  # warm-up
     for n in sizes:
-        study = _kiln_study(prob, _history(n - 1))
-        random, study.sampler = study.sampler, kiln_sampler("bayes", 0, device)
-        trial = study.ask()  # stores its fit on the trial
-        x = [trial.params[f"x{i}"] for i in range(prob.dim)]
-        study.tell(trial, {f"f{j}": v for j, v in enumerate(prob.evaluate(x).observed.tolist())})
-        study.sampler = random
+        study = _bayes_study(prob, n, device)
         for rep in range(reps):
             sampler = kiln_sampler("bayes", rep, device)
             start = time.perf_counter()
@@ -41,6 +38,59 @@ def kiln_bayes(sizes: list[int], reps: int, device: str) -> list[dict[str, Any]]
             rows.append({"sampler": "bayes", "device": device, "n": n, "rep": rep,
                          "seconds": seconds, **sampler.timings})  # fmt: skip
     return rows
+
+
+def kiln_bayes_asks(
+    sizes: list[int], reps: int, device: str, trial_s: float, workers: int = 1
+) -> list[dict[str, Any]]:
+    """What a worker waits for in `ask` with `Bayes(precompute=True)`: from the history of
+    `kiln_bayes`, `workers` threads on one study each ask for a trial, run it (sleep `trial_s`,
+    then tell its values), and ask again, `reps` times, timing the asks after the first (which
+    finds nothing precomputed). The history grows by one per ask; rows keep the starting n."""
+    prob, rows = Problem("branin_currin"), []
+    for n in sizes:
+        study = _bayes_study(prob, n, device)
+        study.sampler = sampler = kiln_sampler("bayes", 0, device, precompute=True)
+        assert isinstance(sampler, tune.Bayes)
+        with ThreadPoolExecutor(workers) as pool:  # evenly spaced: worker w starts w/K late
+            futures = [pool.submit(_worker, study, prob, reps, trial_s, w * trial_s / workers)
+                       for w in range(workers)]  # fmt: skip
+        timed = sorted(ask for f in futures for ask in f.result())
+        sampler.precompute = False
+        study.ask()  # takes the last precomputed suggestion: no thread left to compete later
+        rows += [{"sampler": "bayes", "device": device, "n": n, "rep": rep, "seconds": seconds,
+                  "trial_s": trial_s, "workers": workers}
+                 for rep, (_, seconds) in enumerate(timed)]  # fmt: skip
+    return rows
+
+
+def _worker(
+    study: tune.Study, prob: Problem, reps: int, trial_s: float, delay: float
+) -> list[tuple[float, float]]:
+    """(start, seconds) of each timed ask."""
+    time.sleep(delay)
+    trial, out = study.ask(), []
+    for _ in range(reps):
+        time.sleep(trial_s)
+        _tell(study, prob, trial)
+        start = time.perf_counter()
+        trial = study.ask()
+        out.append((start, time.perf_counter() - start))
+    return out
+
+
+def _bayes_study(prob: Problem, n: int, device: str) -> tune.Study:
+    """n completed trials: n - 1 Sobol points, then one kiln's Bayes suggested."""
+    study = _kiln_study(prob, _history(n - 1))
+    random, study.sampler = study.sampler, kiln_sampler("bayes", 0, device)
+    _tell(study, prob, study.ask())  # the ask stores its fit on the trial
+    study.sampler = random
+    return study
+
+
+def _tell(study: tune.Study, prob: Problem, trial: tune.Trial) -> None:
+    x = [trial.params[f"x{i}"] for i in range(prob.dim)]
+    study.tell(trial, {f"f{j}": v for j, v in enumerate(prob.evaluate(x).observed.tolist())})
 
 
 def _kiln_study(prob: Problem, history: list[tuple[list[float], list[float]]]) -> tune.Study:

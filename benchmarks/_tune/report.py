@@ -47,13 +47,14 @@ def summarize(
 
 def latency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """p50/p95 of the suggestion time (and of its fit / acquisition parts) per sampler,
-    device and history size."""
+    device and history size; a precompute row keeps its trial time and worker count."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["sampler"], row["device"], row["n"]), []).append(row)
     out = []
     for (sampler, device, n), rs in sorted(groups.items()):
         summary: dict[str, Any] = {"sampler": sampler, "device": device, "n": n, "reps": len(rs)}
+        summary |= {k: rs[0][k] for k in ("trial_s", "workers") if k in rs[0]}
         for key in ("seconds", "fit", "acquisition"):
             if all(key in r for r in rs):
                 summary[f"{key}_p50"] = percentile([r[key] for r in rs], 50)
@@ -81,8 +82,12 @@ def markdown(results: dict[str, Any], budget: int, random_budget: int) -> str:
                      else f"{s['final_hv']:.4g} | {s['final_log_gap']:.2f}")  # fmt: skip
             lines.append(f"| {name} | {med} | {seeds}{warn} | {final} |")
     if results["latency"]:
+        trial_s = {r["trial_s"] for r in results["latency"] if "trial_s" in r}
+        precompute = (f"; +precompute: a worker's wait in ask with Bayes(precompute=True), "
+                      f"trials of {', '.join(f'{t:g}' for t in sorted(trial_s))} s, the history "
+                      f"growing by one per ask from n") if trial_s else ""  # fmt: skip
         lines += ["\n### Suggestion latency, BraninCurrin (2 objectives), seconds "
-                  "(cpu/Nt: N torch threads)\n",
+                  f"(cpu/Nt: N torch threads{precompute})\n",
                   "| sampler | device | completed trials | p50 | p95 | fit p50 | acquisition p50 |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in results["latency"]:

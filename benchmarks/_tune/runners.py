@@ -38,10 +38,13 @@ def optuna_missing() -> str | None:
     return None
 
 
-def kiln_sampler(name: str, seed: int, device: str = "cpu") -> tune.BaseSampler:
+def kiln_sampler(
+    name: str, seed: int, device: str = "cpu", precompute: bool = False
+) -> tune.BaseSampler:
     """`device` "auto": Bayes's own choice (the CPU for small histories, see `gpu_from`)."""
     if name == "bayes":
-        return tune.Bayes(seed=seed, device=None if device == "auto" else device)
+        chosen = None if device == "auto" else device
+        return tune.Bayes(seed=seed, device=chosen, precompute=precompute)
     return {"random": tune.Random, "sobol": tune.Sobol}[name](seed=seed)
 
 

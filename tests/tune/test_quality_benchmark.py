@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,22 @@ def test_a_run_with_a_target_stops_at_the_evaluation_that_reaches_it(bench):
     target = full[-1] * 0.999  # reached somewhere before the end
     stopped = run(Task("sobol", "zdt3", seed=0, budget=30, target=target))["hv"]
     assert len(stopped) == to_reach(full, target) < 30 and stopped == full[: len(stopped)]
+
+
+def test_precompute_hides_the_suggestion_behind_the_running_trial(bench):
+    """A trial that runs longer than a suggestion takes: the next ask takes the suggestion
+    computed meanwhile, so it waits a fraction of what computing one takes (measured alike)."""
+    from _tune import report
+
+    threads = threading.active_count()
+    args = bench.parse(["--samplers", "bayes", "--latency-sizes", "12", "--latency-reps", "3",
+                        "--latency-devices", "cpu", "--latency-threads", "1",
+                        "--latency-precompute", "--latency-trial-s", "1.0"])  # fmt: skip
+    raw, pre = report.latency_rows(bench.latencies(args))
+    assert (raw["device"], raw["n"], raw["reps"]) == ("cpu/1t", 12, 3)
+    assert (pre["device"], pre["n"], pre["reps"]) == ("cpu/1t+precompute", 12, 3)
+    assert (pre["trial_s"], pre["workers"]) == (1.0, 1) and "fit_p50" not in pre
+    assert pre["seconds_p95"] < raw["seconds_p50"] / 5  # without precompute: about equal
+    assert threading.active_count() == threads  # no suggestion left computing
+    text = report.markdown({"problems": {}, "latency": [raw, pre]}, 1, 1)
+    assert "| bayes | cpu/1t+precompute | 12 |" in text and "trials of 1 s" in text
