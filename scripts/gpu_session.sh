@@ -8,6 +8,7 @@
 #   scripts/gpu_session.sh deploy_jit # 1x H100: kiln rows compiled in process (no packages)
 #   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
+#   scripts/gpu_session.sh aoti_graph # 1x H100: where kiln's packaged engine faults (4 variants)
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -133,6 +134,12 @@ aoti_check)  # which AOTInductor build/load settings survive torch's loader here
     step aoti_check ${AOTI_LIMIT:-280} env PYTHONPATH= python3 scripts/aoti_loader_check.py \
         --only ${AOTI_VARIANTS:-kiln,torch-loader}
     ;;
+aoti_graph)  # kiln's packaged fp16 ResNet-50 engine, built and checked in process with its
+    # CUDA graphs (2026-11-28: the first replay read the weights of a collected package runner)
+    step aoti_graph 330 python3 scripts/aoti_graph_check.py --precision fp16 --jobs 4 \
+        --sizes 1,8,64,256 --graphs ${GRAPH_VARIANTS:+--variants $GRAPH_VARIANTS}
+    grep -v "^\[kiln.deploy" "$OUT/aoti_graph.log" | grep -v "^ *$" | tail -n 60
+    ;;
 debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial after trial
     step tune_lenet_smoke 150 python3 benchmarks/tune_lenet.py --sampler sobol --trials 8 \
         --epochs 5 --workers 2 --out "$OUT/tune_lenet_smoke"
@@ -191,9 +198,12 @@ tune_cpu)
         --jobs 16 --out "$OUT/tune_quality"
     ;;
 tune_gpu)
-    step tune_latency 170 python3 benchmarks/tune_quality.py --samplers bayes \
-        --problems branin_currin --seeds 1 --budget 10 --latency-devices cuda,auto \
-        --latency-sizes 200,500 --latency-reps 12 \
+    # raw suggestions, then a worker's wait in ask with precompute (2 s trials); 2026-11-28:
+    # auto 0.75 / 1.05 s, cuda 1.12 / 1.43 s (p50 / p95, 200 trials, raw, 20 each)
+    step tune_latency 200 python3 benchmarks/tune_quality.py --samplers bayes \
+        --problems branin_currin --seeds 1 --budget 10 --random-budget 20 \
+        --latency-devices ${TUNE_DEVICES:-auto} --latency-sizes 200 --latency-reps 20 \
+        --latency-precompute --latency-trial-s 2 \
         --out "$OUT/tune_latency"
     ;;
 tune_threads)  # suggestion latency on the CPU against torch's thread count

@@ -3,6 +3,8 @@
 Run on a GPU machine: ``python -m pytest tests/deploy -m gpu`` (skipped without CUDA).
 """
 
+import gc
+import weakref
 from importlib.util import find_spec
 
 import pytest
@@ -53,6 +55,26 @@ def test_compiled_fp16_image_engine_matches_saves_and_cold_loads(tmp_path, recor
     loaded = deploy.load(folder)
     assert loaded.info["compiled"] and loaded.device == engine.device
     torch.testing.assert_close(loaded(pixels), out, rtol=1e-3, atol=1e-3)
+
+
+def test_a_cuda_graph_runner_keeps_the_function_it_captured_alive():
+    # an AOTInductor package frees its weights with its runner: the graph would replay
+    # kernels reading freed memory (an illegal memory access on an H100, 2026-11-28)
+    class Doubler:
+        def __init__(self) -> None:
+            self.weight = torch.full((4,), 2.0, device="cuda")
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.weight
+
+    fn = Doubler()
+    alive = weakref.ref(fn)
+    run = deploy._cuda_graph.graph_runner(fn, torch.ones(4, device="cuda"))
+    del fn
+    gc.collect()
+    assert alive() is not None
+    out = run(torch.arange(4.0, device="cuda"))
+    torch.testing.assert_close(out, torch.arange(4.0, device="cuda") * 2)
 
 
 def test_fp32_cuda_graph_engine_stays_fp32_when_tf32_is_switched_on_later():

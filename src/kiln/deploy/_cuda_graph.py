@@ -21,7 +21,9 @@ def graph_runner(fn: Runner, example: torch.Tensor, pool: Any = None, warmup: in
     """Capture ``fn(example)`` on the input's GPU; the runner replays it for new inputs.
 
     The returned tensor is the graph's static output buffer: the next call overwrites it
-    (``Engine`` clones it before returning).
+    (``Engine`` clones it before returning). The runner holds on to ``fn``: the graph replays
+    its kernels on its memory, and an AOTInductor package frees its weights when its runner
+    goes (a replay then reads freed memory: "an illegal memory access", H100, 2026-11-28).
     """
     with torch.cuda.device(example.device):  # streams and the capture on the input's GPU
         static_input = example.clone()
@@ -42,4 +44,5 @@ def graph_runner(fn: Runner, example: torch.Tensor, pool: Any = None, warmup: in
         return static_output
 
     run.pool = graph.pool()  # type: ignore[attr-defined]
+    run.captured = fn  # type: ignore[attr-defined]
     return run
