@@ -10,6 +10,7 @@
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
 #   scripts/gpu_session.sh aoti_graph # 1x H100: where kiln's packaged engine faults (4 variants)
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
+#   scripts/gpu_session.sh lenet_variants # 1x H100: kiln's LeNet-5 with each speed option
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
@@ -159,6 +160,12 @@ lenet_gather)  # the gather-in-graph experiment alone: kiln and the hand loops, 
     step lenet_gather 250 python3 benchmarks/train_speed.py --workload lenet \
         --only kiln,kiln-gather,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather \
         --json "$OUT/lenet_gather.json"
+    ;;
+lenet_variants)  # which of kiln's options takes LeNet-5's step towards 0.12 s/epoch
+    precompile
+    step lenet_variants 330 python3 benchmarks/train_speed.py --workload lenet \
+        --only kiln,kiln-no-cl,kiln-fp32,kiln-cdt,kiln-autotune,torch-cudagraph-compile-bf16 \
+        --json "$OUT/lenet_variants.json"
     ;;
 resnet)
     precompile

@@ -50,29 +50,47 @@ def _fit(cfg: Config, build: Callable[[], Any], x: Any, y: Any, **options: Any) 
 
 
 def lenet(cfg: Config) -> dict:
-    x, y = lenet_arrays(cfg.samples)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    build = partial(kiln.zoo.create_model, "lenet5", augment=False)
-    return _fit(cfg, build, x, y, optimizer="adam")
+    return _lenet_variant(cfg, "defaults")
 
 
 def lenet_gather(cfg: Config) -> dict:
     """kiln with the experimental ``gather_in_graph=True``: the batch gathered in the graph."""
-    x, y = lenet_arrays(cfg.samples)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    build = partial(kiln.zoo.create_model, "lenet5", augment=False)
-    result = _fit(cfg, build, x, y, optimizer="adam", gather_in_graph=True)
-    return {**result, "note": result["note"].replace("defaults", "gather_in_graph=True")}
+    return _lenet_variant(cfg, "gather_in_graph=True", gather_in_graph=True)
 
 
 def lenet_fp32(cfg: Config) -> dict:
     """kiln in fp32 (no autocast): for a model this small the bf16 casts are kernels of their
     own in a launch-bound step; does dropping them pay more than bf16's arithmetic?"""
+    return _lenet_variant(cfg, "precision='fp32'", precision="fp32")
+
+
+def lenet_autotune(cfg: Config) -> dict:
+    """kiln with ``compile="max-autotune-no-cudagraphs"``: Inductor times Triton templates
+    against cuDNN for the small convolutions and fuses their epilogues where a template wins."""
+    return _lenet_variant(cfg, "compile='max-autotune-no-cudagraphs'",
+                          compile="max-autotune-no-cudagraphs")  # fmt: skip
+
+
+def lenet_no_channels_last(cfg: Config) -> dict:
+    """kiln with ``channels_last=False``: with 1, 6 and 16 channels the NHWC layout may cost
+    LeNet's convolutions more than it saves."""
+    return _lenet_variant(cfg, "channels_last=False", channels_last=False)
+
+
+def lenet_coordinate_descent(cfg: Config) -> dict:
+    """kiln with Inductor's coordinate-descent tuning of its generated kernels' block sizes."""
+    import torch._inductor.config as inductor
+
+    inductor.coordinate_descent_tuning = True
+    return _lenet_variant(cfg, "coordinate_descent_tuning")
+
+
+def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:
     x, y = lenet_arrays(cfg.samples)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     build = partial(kiln.zoo.create_model, "lenet5", augment=False)
-    result = _fit(cfg, build, x, y, optimizer="adam", precision="fp32")
-    return {**result, "note": result["note"].replace("defaults", "precision='fp32'")}
+    result = _fit(cfg, build, x, y, optimizer="adam", **options)
+    return {**result, "note": result["note"].replace("defaults", what)}
 
 
 def resnet50(cfg: Config) -> dict:
