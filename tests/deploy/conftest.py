@@ -86,6 +86,6 @@ def fake_packages(monkeypatch: pytest.MonkeyPatch, build_s: float = 0.0) -> dict
         return lambda x: module(x)
 
     monkeypatch.setattr("kiln.deploy._builds.build_package", build_package)
-    monkeypatch.setattr("kiln.deploy._optimize.probe_packages", lambda *args: None)
+    monkeypatch.setattr("kiln.deploy._optimize.probe_packages", lambda *args, **kw: None)
     monkeypatch.setattr("kiln.deploy._optimize.load_package", load_package)
     return built

@@ -31,6 +31,9 @@ def test_a_probe_gets_device_dtype_packages_and_shapes_and_passes_when_it_exits_
     expected = ["cpu", "uint8", str(paths[1]), "1,3,4,4", str(paths[8]), "8,3,4,4"]
     check = ("-c", f"import sys; assert sys.argv[1:] == {expected!r}, sys.argv")
     assert probe_packages(paths, CPU, examples, _program=check) is None
+    graphed = ["--graphs", *expected]  # as the engine will run them: captured and replayed
+    check = ("-c", f"import sys; assert sys.argv[1:] == {graphed!r}, sys.argv")
+    assert probe_packages(paths, CPU, examples, graphs=True, _program=check) is None
 
 
 def test_a_python_error_or_a_hang_in_the_probe_is_reported_in_a_line(tmp_path):
@@ -59,7 +62,8 @@ def test_when_the_probe_fails_optimize_warns_and_compiles_in_process(mlp, monkey
     built = fake_packages(monkeypatch)
     probed = []
 
-    def crashing_probe(paths, device, examples):
+    def crashing_probe(paths, device, examples, graphs):
+        assert not graphs  # a CPU: no CUDA graphs to probe
         probed.append((sorted(paths), device, {s: tuple(x.shape) for s, x in examples.items()}))
         return CRASHED
 

@@ -1,10 +1,12 @@
-"""``python -m kiln.deploy._aoti_probe DEVICE DTYPE [PACKAGE SHAPE]...``: load and run packages.
+"""``python -m kiln.deploy._aoti_probe [--graphs] DEVICE DTYPE [PACKAGE SHAPE]...``: load and
+run packages.
 
 Loading a package runs torch's C++ loader, which has crashed the whole process (SIGSEGV) for
 packages that built fine (torch 2.11 + CUDA 13 on an H100). ``kiln.deploy.optimize`` first loads
 its packages here, in a process of its own, and runs each once on zeros of its input ``SHAPE``
-(e.g. ``8,3,224,224``): a crash then costs a warning and an in-process compile, not the user's
-process. Exits 0 when every package ran.
+(e.g. ``8,3,224,224``), with ``--graphs`` captured in a CUDA graph and replayed as the engine
+will run them: a crash or a faulting kernel then costs a warning and an in-process compile, not
+the user's process. Exits 0 when every package ran.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from kiln.deploy._aoti import load_package
 from kiln.deploy._builds import worker_env
+from kiln.deploy._cuda_graph import Runner, graph_runner
 
 # import torch, initialize CUDA, load and run each package: seconds, tens of them for big models
 TIMEOUT_S = 300.0
@@ -25,12 +28,14 @@ TIMEOUT_S = 300.0
 
 def probe_packages(
     paths: dict[int, Path], device: torch.device, examples: dict[int, torch.Tensor],
-    *, timeout: float = TIMEOUT_S, _program: tuple[str, ...] = ("-m", "kiln.deploy._aoti_probe"),
+    *, graphs: bool = False, timeout: float = TIMEOUT_S,
+    _program: tuple[str, ...] = ("-m", "kiln.deploy._aoti_probe"),
 ) -> str | None:  # fmt: skip
     """None when a fresh process loads and runs the packages at ``paths`` (batch size -> file)
-    on zeros shaped and typed like ``examples[size]``; else why not, in a few words."""
+    on zeros shaped and typed like ``examples[size]`` (``graphs``: each captured in a CUDA
+    graph and replayed); else why not, in a few words."""
     dtype = str(next(iter(examples.values())).dtype).removeprefix("torch.")
-    command = [sys.executable, *_program, str(device), dtype]
+    command = [sys.executable, *_program, *(["--graphs"] if graphs else []), str(device), dtype]
     for size, path in paths.items():
         command += [str(path), ",".join(map(str, examples[size].shape))]
     try:
@@ -58,11 +63,18 @@ def _signal_name(number: int) -> str:
 
 
 def main(argv: list[str]) -> int:
+    graphs = argv[:1] == ["--graphs"]
+    argv = argv[1:] if graphs else argv
     device, dtype = torch.device(argv[0]), getattr(torch, argv[1])
+    runners: list[Runner] = []  # alive until the kernels have run
     for path, shape in zip(argv[2::2], argv[3::2], strict=True):
+        x = torch.zeros([int(n) for n in shape.split(",")], dtype=dtype, device=device)
         run = load_package(Path(path), device)
+        if graphs:
+            run = graph_runner(run, x, getattr(runners[-1], "pool", None) if runners else None)
+        runners.append(run)
         with torch.no_grad():
-            run(torch.zeros([int(n) for n in shape.split(",")], dtype=dtype, device=device))
+            run(x)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # a faulting kernel reports here
     return 0

@@ -245,7 +245,8 @@ def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
         return _without_packages(f"could not build packages ({type(e).__name__}: {first[:300]})")
     # torch's C++ loader can crash the process (SIGSEGV): let it crash another one first
     with progress.phase("probe", "loading the packages in a probe process"):
-        reason = probe_packages(paths, device, examples)
+        graphs = device.type == "cuda" and options["cuda_graphs"]  # as _runners will run them
+        reason = probe_packages(paths, device, examples, graphs=graphs)
     if reason is not None:
         return _without_packages(f"built packages, but {reason}",
                                  f" A different torch version may load them (this is torch "
