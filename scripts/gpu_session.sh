@@ -5,6 +5,7 @@
 # one stuck step cannot take the rest of the call with it. Run from the repository root:
 #
 #   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving
+#   scripts/gpu_session.sh deploy_b1  # 1x H100: batch 1 alone, max-autotuned (latency bar)
 #   scripts/gpu_session.sh deploy_jit # 1x H100: kiln rows compiled in process (no packages)
 #   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
@@ -120,6 +121,11 @@ deploy)
         --batch-sizes 1,8,64,256 --autotune none --concurrency 1,8,32,64 --duration 5 \
         --json "$OUT/serve_http.json"
     ;;
+deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a build of
+    # minutes: it outlasted 4.5 of them beside other work, 2026-11-27), beside reduce-overhead
+    step inference_b1 540 python3 benchmarks/inference.py --batch-sizes 1 --autotune small \
+        --only kiln-fp16,compile-reduce-overhead,eager-fp32 --out "$OUT/inference_b1.json"
+    ;;
 deploy_jit)  # kiln rows compiled in process (no AOTInductor packages: torch's loader crashed)
     step inference_jit 480 python3 benchmarks/inference.py --compile jit \
         --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
@@ -224,7 +230,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_jit|gpu_tests|aoti_check|debug|lenet|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_variants|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
