@@ -37,7 +37,7 @@ import torch
 from kiln import deploy
 from kiln.deploy._aoti import load_package
 from kiln.deploy._check import error, strict_fp32
-from kiln.deploy._cuda_graph import graph_runner
+from kiln.deploy._cuda_graph import GraphRunner
 from kiln.zoo import create_model
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -93,7 +93,7 @@ def main() -> int:
         say(f"batch {size}: package alone ok, rel err {error(out[:rows].float(), ref)[1]:.3g}")
         if device.type != "cuda":
             continue
-        graphed = graph_runner(run, batch)
+        graphed = GraphRunner(run, batch)
         torch.cuda.synchronize()
         say(f"batch {size}: captured")
         out = graphed(batch)
@@ -118,11 +118,11 @@ def child(spec: str, size_px: int) -> int:
         for size, path in packages.items():
             batch = images[:size]
             run = load_package(path, device)
-            graphed = graph_runner(run, batch, None if variant == "nopool" else pool)
+            graphed = GraphRunner(run, batch, None if variant == "nopool" else pool)
             if sync:
                 torch.cuda.synchronize()
                 say(f"{variant} batch {size}: warmed up and captured")
-            pool = graphed.pool  # type: ignore[attr-defined]
+            pool = graphed.pool
             out = graphed(batch).clone()
             if sync:
                 torch.cuda.synchronize()

@@ -69,7 +69,7 @@ def test_a_cuda_graph_runner_keeps_the_function_it_captured_alive():
 
     fn = Doubler()
     alive = weakref.ref(fn)
-    run = deploy._cuda_graph.graph_runner(fn, torch.ones(4, device="cuda"))
+    run = deploy._cuda_graph.GraphRunner(fn, torch.ones(4, device="cuda"))
     del fn
     gc.collect()
     assert alive() is not None

@@ -17,32 +17,34 @@ from kiln._capture import no_garbage_collection
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-def graph_runner(fn: Runner, example: torch.Tensor, pool: Any = None, warmup: int = 3) -> Runner:
-    """Capture ``fn(example)`` on the input's GPU; the runner replays it for new inputs.
+class GraphRunner:
+    """``fn(example)`` captured on the input's GPU; a call replays it for a new input.
 
-    The returned tensor is the graph's static output buffer: the next call overwrites it
-    (``Engine`` clones it before returning). The runner holds on to ``fn``: the graph replays
-    its kernels on its memory, and an AOTInductor package frees its weights when its runner
-    goes (a replay then reads freed memory: "an illegal memory access", H100, 2026-11-28).
+    A call returns the graph's static output buffer: the next call overwrites it (``Engine``
+    clones it before returning). The runner owns what the graph reads: its input buffer and
+    ``fn`` itself, whose memory the kernels use (an AOTInductor package frees its weights with
+    its runner: a replay then read freed memory, "an illegal memory access", H100, 2026-11-28).
+    ``pool`` is the memory pool to capture into (another runner's ``pool``, or None).
     """
-    with torch.cuda.device(example.device):  # streams and the capture on the input's GPU
-        static_input = example.clone()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.no_grad(), torch.cuda.stream(stream):
-            for _ in range(warmup):  # lazy initialization (handles, cuDNN autotuning) first
-                fn(static_input)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        capture = torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local")
-        with no_garbage_collection(), torch.no_grad(), capture:
-            static_output = fn(static_input)
 
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        static_input.copy_(batch)
-        graph.replay()
-        return static_output
+    def __init__(self, fn: Runner, example: torch.Tensor, pool: Any = None,
+                 warmup: int = 3) -> None:  # fmt: skip
+        self.source = fn
+        with torch.cuda.device(example.device):  # streams and the capture on the input's GPU
+            self.input = example.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.no_grad(), torch.cuda.stream(stream):
+                for _ in range(warmup):  # lazy initialization (handles, cuDNN autotuning) first
+                    fn(self.input)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            capture = torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local")
+            with no_garbage_collection(), torch.no_grad(), capture:
+                self.output = fn(self.input)
+        self.pool = self.graph.pool()
 
-    run.pool = graph.pool()  # type: ignore[attr-defined]
-    run.captured = fn  # type: ignore[attr-defined]
-    return run
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self.input.copy_(batch)
+        self.graph.replay()
+        return self.output

@@ -28,7 +28,7 @@ from kiln.deploy._aoti_probe import probe_packages
 from kiln.deploy._builds import build_packages, default_jobs
 from kiln.deploy._capture import capture, eval_mode, single_output, tile
 from kiln.deploy._check import Check, check, strict_fp32
-from kiln.deploy._cuda_graph import Runner, graph_runner
+from kiln.deploy._cuda_graph import GraphRunner, Runner
 from kiln.deploy._engine import Engine
 from kiln.deploy._fold import FoldBatchNorm
 from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
@@ -213,8 +213,8 @@ def _runners(
             else:
                 run = _eager(module)
             if graphs:
-                run = graph_runner(run, x[:size], pool)
-                pool = run.pool  # type: ignore[attr-defined]
+                run = graphed = GraphRunner(run, x[:size], pool)
+                pool = graphed.pool
             runners[size] = run
             name = f"{'compiled' if compiled else 'eager'} batch {size}"
             result = check(name, run(x[:size]), reference[:size], tolerance)

@@ -38,7 +38,7 @@ from torch.export.passes import move_to_device_pass
 from kiln._version import __version__
 from kiln.deploy._aoti import load_package
 from kiln.deploy._check import check, error, strict_fp32
-from kiln.deploy._cuda_graph import Runner, graph_runner
+from kiln.deploy._cuda_graph import GraphRunner, Runner
 from kiln.deploy._engine import Engine
 from kiln.deploy._image_input import ImageModel, Normalize
 from kiln.deploy._onnx import export_onnx, run_onnx
@@ -237,9 +237,9 @@ def _from_packages(folder: Path, config: dict[str, Any], device: torch.device) -
             size = int(size_key)
             run = load_package(folder / file, device)
             if device.type == "cuda" and config["options"]["cuda_graphs"]:
-                run = graph_runner(run, torch.zeros((size, *shape), dtype=dtype, device=device),
-                                   pool)  # fmt: skip
-                pool = run.pool  # type: ignore[attr-defined]
+                zeros = torch.zeros((size, *shape), dtype=dtype, device=device)
+                run = graphed = GraphRunner(run, zeros, pool)
+                pool = graphed.pool
             runners[size] = run
     info = {k: config[k] for k in ("precision", "image", "passes", "max_abs_error", "rel_error")}
     cuda_graphs = device.type == "cuda" and config["options"]["cuda_graphs"]
