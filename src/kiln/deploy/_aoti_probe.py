@@ -20,6 +20,7 @@ import torch
 
 from kiln.deploy._aoti import load_package
 from kiln.deploy._builds import worker_env
+from kiln.deploy._check import strict_fp32
 from kiln.deploy._cuda_graph import GraphRunner, Runner
 
 # import torch, initialize CUDA, load and run each package: seconds, tens of them for big models
@@ -68,14 +69,14 @@ def main(argv: list[str]) -> int:
     device, dtype = torch.device(argv[0]), getattr(torch, argv[1])
     runners: list[Runner] = []  # alive until the kernels have run
     pool = None  # the engine's graphs share one memory pool: so do these
-    for path, shape in zip(argv[2::2], argv[3::2], strict=True):
-        x = torch.zeros([int(n) for n in shape.split(",")], dtype=dtype, device=device)
-        run = load_package(Path(path), device)
-        if graphs:
-            run = graphed = GraphRunner(run, x, pool)
-            pool = graphed.pool
-        runners.append(run)
-        with torch.no_grad():
+    with strict_fp32(benchmark=True), torch.no_grad():  # the flags optimize runs them with
+        for path, shape in zip(argv[2::2], argv[3::2], strict=True):
+            x = torch.zeros([int(n) for n in shape.split(",")], dtype=dtype, device=device)
+            run = load_package(Path(path), device)
+            if graphs:
+                run = graphed = GraphRunner(run, x, pool)
+                pool = graphed.pool
+            runners.append(run)
             run(x)
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # a faulting kernel reports here
