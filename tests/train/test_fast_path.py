@@ -87,6 +87,30 @@ def test_defaults_compile_capture_and_use_channels_last():
 
 
 @gpu
+def test_cudnn_autotuning_is_on_by_default_and_off_when_asked():
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        _train({"epochs": 1})
+        assert torch.backends.cudnn.benchmark
+        _, history = _train({"epochs": 2}, cudnn_benchmark=False)
+        assert not torch.backends.cudnn.benchmark
+        assert history.history["loss"][1] < history.history["loss"][0]
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def test_cudnn_benchmark_option_refuses_other_values_and_leaves_the_cpu_alone():
+    saved = torch.backends.cudnn.benchmark
+    with pytest.raises(
+        ValueError, match=r"cudnn_benchmark must be 'auto', True or False; received 'yes'"
+    ):
+        Trainer(_convnet(), loss="cross_entropy", device="cpu", cudnn_benchmark="yes")
+    Trainer(_convnet(), loss="cross_entropy", device="cpu", cudnn_benchmark=not saved)
+    assert torch.backends.cudnn.benchmark == saved
+
+
+@gpu
 def test_sgd_falls_back_to_compile_without_graphs_and_true_explains():
     model = _convnet()
     model.compile(optimizer="sgd", loss="cross_entropy", device="cuda")

@@ -56,7 +56,10 @@ class Trainer:
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss; or a mode,
     ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
-    ``channels_last`` (conv nets) and cuDNN autotuning; pass False to turn one off.
+    ``channels_last`` (conv nets) and ``cudnn_benchmark`` (cuDNN times each convolution's
+    algorithms at its first new shape); pass False to turn one off. Autotuning pays back over
+    long runs of fixed shapes; in short trials of new architectures (a tuning study) it can
+    cost more than the training (on an H100, 1.8 s of a 2.2 s LeNet-5 trial, BENCHMARKS.md).
     ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
     GPU-resident data into the captured step; measured on an H100 it made LeNet-5 11% slower
     than the default (BENCHMARKS.md), so it stays off.
@@ -81,6 +84,7 @@ class Trainer:
         compile: bool | str = "auto",
         cuda_graphs: bool | str = "auto",
         channels_last: bool | str = "auto",
+        cudnn_benchmark: bool | str = "auto",
         gather_in_graph: bool = False,
         strategy: str = "auto",
         **optimizer_options: Any,
@@ -103,8 +107,12 @@ class Trainer:
             raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
         self._strategy_option = strategy
         self.strategy = "ddp" if strategy == "auto" else strategy  # "auto" decides in _setup
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each conv once
+        if cudnn_benchmark not in ("auto", True, False):
+            raise ValueError(
+                f"cudnn_benchmark must be 'auto', True or False; received {cudnn_benchmark!r}."
+            )
+        if self.device.type == "cuda":  # fixed shapes: autotune each conv once
+            torch.backends.cudnn.benchmark = cudnn_benchmark is not False
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
         self._optimizer_spec = (optimizer, lr, optimizer_options)
         self.optimizer: torch.optim.Optimizer | None = None
