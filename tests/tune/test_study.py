@@ -1,8 +1,10 @@
 """Studies: ask/tell, trial states, failures, workers, Pareto front and hypervolume."""
 
 import operator
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +102,47 @@ def test_process_workers_with_a_picklable_objective():
     assert sorted(t.values["number"] for t in study.trials) == [0, 1, 2, 3]
     study.optimize(operator.attrgetter("missing"), trials=1, workers=1, processes=True)
     assert "AttributeError" in study.trials[-1].error
+
+
+class _SetUpObjective:
+    """Picklable; setup() runs once per worker process and stamps when it ended."""
+
+    def __init__(self, stamp_dir, fail=False):
+        self.stamp_dir, self.fail, self.pid = str(stamp_dir), fail, None
+
+    def setup(self):
+        if self.fail:
+            raise OSError("no data on this host")
+        time.sleep(0.5)
+        self.pid = os.getpid()
+        (Path(self.stamp_dir) / str(self.pid)).write_text(repr(time.time()))
+
+    def __call__(self, trial):
+        return {"number": float(self.pid == os.getpid()), "pid": float(os.getpid())}
+
+
+def test_process_workers_set_up_the_objective_before_a_trial_starts(tmp_path):
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    study.optimize(_SetUpObjective(tmp_path), trials=4, workers=2, processes=True)
+    assert [t.values["number"] for t in study.trials] == [1.0] * 4  # set up in its own process
+    ready = {int(f.name): float(f.read_text()) for f in tmp_path.iterdir()}
+    assert len(ready) == 2  # once per worker process
+    # no trial's clock ran while its process started and set up
+    assert all(t.started >= ready[int(t.values["pid"])] for t in study.trials)
+
+
+def test_thread_workers_set_up_the_shared_objective_once(tmp_path):
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    study.optimize(_SetUpObjective(tmp_path), trials=4, workers=2, processes=False)
+    assert [t.values["number"] for t in study.trials] == [1.0] * 4
+    assert [f.name for f in tmp_path.iterdir()] == [str(os.getpid())]
+
+
+def test_an_objective_that_cannot_be_set_up_stops_the_study_with_its_error(tmp_path):
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    with pytest.raises(RuntimeError, match=r"could not load the objective(.|\n)*no data on this"):
+        study.optimize(_SetUpObjective(tmp_path, fail=True), trials=2, workers=1, processes=True)
+    assert study.trials == []
 
 
 def test_one_worker_per_gpu_through_cuda_visible_devices(monkeypatch):

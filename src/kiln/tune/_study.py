@@ -320,6 +320,9 @@ class Study:
         Workers are threads on a CPU; with CUDA GPUs they default to one process per GPU, each
         seeing only its own (CUDA_VISIBLE_DEVICES). A trial that raises is recorded as failed
         with its traceback and the study goes on; `TrialPruned` records it as pruned.
+        An objective with a `setup()` method (load data, start CUDA) has it called once in
+        each process that runs trials, before that process's first trial, so its cost is
+        not counted in any trial's time; an error there stops the study.
         `stop(study)`, when given, is asked before each new trial: once it returns True no
         trial starts (a hypervolume target reached, say); those running finish."""
         from kiln.tune._workers import run_workers

@@ -4,7 +4,9 @@ Every worker is a thread of the calling process that asks the study for a trial,
 tells the result, while a `Heartbeat` thread keeps the running trials alive. In process mode the
 thread hands the trial to its own child process (spawned, with its own CUDA_VISIBLE_DEVICES) and
 relays `trial.report` calls, so the study, its sampler and its pruner live in one place and need
-no locking across processes.
+no locking across processes. A child is ready (its objective unpickled and, when the objective
+has a `setup()` method, set up: data loaded, CUDA started) before its worker asks for a trial,
+so a trial's time is its own work, not the start of a process.
 """
 
 from __future__ import annotations
@@ -92,12 +94,17 @@ def run_workers(
             return left[0] >= 0
 
     errors: list[BaseException] = []
+    setup = getattr(fn, "setup", None)
+    if not processes and callable(setup):
+        setup()  # thread workers share this process's objective: set it up once
 
     def loop(index: int) -> None:
         child = None
         try:
             child = _Child(fn, worker_env(index, gpus)) if processes else None
             while not errors and take():
+                if child is not None:
+                    child.wait_ready()
                 trial = study.ask()
                 with beats.running(trial.number):
                     if child is None:
@@ -148,7 +155,15 @@ class _RemoteTrial(Trial):
 
 def _child_main(conn: Connection, env: dict[str, str], fn_bytes: bytes) -> None:
     os.environ.update(env)  # before anything in fn can touch CUDA
-    fn = pickle.loads(fn_bytes)
+    try:
+        fn = pickle.loads(fn_bytes)
+        setup = getattr(fn, "setup", None)
+        if callable(setup):
+            setup()
+    except BaseException:
+        conn.send(("ready", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
     while (job := conn.recv()) is not None:
         number, params = job
         trial = _RemoteTrial(number, params)
@@ -186,6 +201,23 @@ class _Child:
         self._proc = ctx.Process(target=_child_main, args=(child_conn, self._env, self._fn_bytes),
                                  daemon=True)  # fmt: skip
         self._proc.start()
+        self._ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the child has loaded (and set up) the objective. A child that cannot is
+        a bug in the objective, not a failed trial: raise with its traceback."""
+        if self._ready:
+            return
+        try:
+            _, error = self._conn.recv()
+        except EOFError:
+            error = f"it exited with code {self._proc.exitcode} before saying so"
+        if error is not None:
+            raise RuntimeError(
+                "A worker process could not load the objective (unpickle it and call its "
+                f"setup(), if it has one):\n{error}"
+            )
+        self._ready = True
 
     def run(self, study: Driven, trial: Trial) -> None:
         self._conn.send((trial.number, trial.params))
