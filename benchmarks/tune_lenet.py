@@ -43,7 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +82,14 @@ def lenet(p: dict[str, Any]) -> kiln.Sequential:
 
 
 def measure_latency_ms(model: torch.nn.Module, batch: int, device: str, runs: int,
-                       stat: str = "min") -> float:  # fmt: skip
+                       stat: str = "min", cudnn_benchmark: bool = False) -> float:  # fmt: skip
     """Wall time of one eager fp32 forward of `batch` digits after warm-up: the fastest (`min`)
     or the `median` of `runs` timed forwards. Other workers share the device, and time they
     take from a forward only ever adds to it, so the fastest run is the architecture's own cost
-    (as `timeit` recommends); the median measures the contention as well."""
+    (as `timeit` recommends); the median measures the contention as well. cuDNN autotuning is
+    set as the trials' fit() sets it, so every trial measures alike."""
     x = torch.rand(batch, 1, 28, 28, device=device)
-    torch.backends.cudnn.benchmark = True  # as fit() sets it: every trial measures alike
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     model.to(device).eval()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
@@ -132,6 +133,25 @@ class Objective:
     latency_stat: str
     cache: str  # folder of measured latencies, one file per architecture
     seed: int
+    # Off: on an H100 (2026-11-28) cuDNN timing each new architecture's convolutions took 1.8 s
+    # of a 2.2 s trial (scripts/tune_lenet_trial_cost.py), the fixed cost early stopping
+    # cannot save; trained steps ran no slower without it.
+    cudnn_benchmark: bool = False
+
+    def setup(self) -> None:
+        """Once per worker process, before its first trial (Study.optimize calls it): the data
+        on the device, and one throwaway fit that pays the process's one-time costs (lazy
+        imports, CUDA and cuDNN handles, graph capture machinery) outside every trial."""
+        x, y, xt, yt = self.data()
+        p = {"lr": 1e-3, "batch_size": 64, "conv1": 6, "conv2": 16, "dense": 120,
+             "dropout": 0.1, "augment": True}  # fmt: skip
+        model = lenet(p)
+        measure_latency_ms(model, 8, self.device, 2, cudnn_benchmark=self.cudnn_benchmark)
+        model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
+                      device=self.device, compile=False,
+                      cudnn_benchmark=self.cudnn_benchmark)  # fmt: skip
+        model.fit(x[:256], y[:256], epochs=1, batch_size=p["batch_size"], verbose=0,
+                  validation_data=(xt[:128], yt[:128]), track=False)  # fmt: skip
 
     def data(self) -> Any:
         key = (self.train, self.test, self.device)
@@ -147,7 +167,7 @@ class Objective:
         file = cache / f"{p['conv1']}-{p['conv2']}-{p['dense']}.txt"
         with _exclusive(cache / ".lock"):
             ms = measure_latency_ms(model, self.latency_batch, self.device, self.latency_runs,
-                                    self.latency_stat)  # fmt: skip
+                                    self.latency_stat, self.cudnn_benchmark)  # fmt: skip
             if not file.exists():
                 file.write_text(repr(ms))
             return float(file.read_text())
@@ -160,7 +180,8 @@ class Objective:
         latency = self.latency(model, p)
         # torch.compile would recompile every architecture: more than a trial's training here
         model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], lr=p["lr"],
-                      device=self.device, compile=False, seed=self.seed)  # fmt: skip
+                      device=self.device, compile=False, seed=self.seed,
+                      cudnn_benchmark=self.cudnn_benchmark)  # fmt: skip
         report = tune.ReportCallback(trial, {"accuracy": "val_accuracy", "latency_ms": latency})
         history = model.fit(x, y, epochs=self.epochs, batch_size=p["batch_size"], verbose=0,
                             validation_data=(xt, yt), callbacks=[report], track=False)  # fmt: skip
@@ -178,15 +199,6 @@ def run(args: argparse.Namespace, objective: Objective, pruner: tune.BasePruner 
     start = time.time()
     study.optimize(objective, trials, workers=args.workers, processes=processes, stop=stop)
     return study, start, time.time() - start
-
-
-def warm_up(objective: Objective) -> None:
-    """One throwaway epoch in this process: its first fit pays one-time costs (lazy imports,
-    allocator and kernel setup) that would otherwise count against whichever run came first."""
-    cache = Path(objective.cache).with_name("warm_up_cache")
-    study = tune.Study(SPACE, OBJECTIVES, sampler=tune.Sobol(seed=0), name="warm-up")
-    study.optimize(replace(objective, epochs=1, cache=str(cache)), 1, workers=1, processes=False)
-    shutil.rmtree(cache, ignore_errors=True)
 
 
 def reference(study: tune.Study, ref_accuracy: float) -> dict[str, float]:
@@ -386,6 +398,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--max-minutes", type=float, default=None,
         help="no trial starts past this: 45%% for no stopping, the rest for halving")  # fmt: skip
+    add("--cudnn-benchmark", action="store_true",
+        help="cuDNN autotuning in each trial (fit's default; off here: see Objective)")  # fmt: skip
     add("--threads", type=int, default=None, help="torch CPU threads of this process")
     add("--smoke", action="store_true",
         help="a CPU run of a few seconds (CI): 8 trials of 4 epochs on 256 digits")  # fmt: skip
@@ -418,10 +432,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{pruner.to_json()}, up to {args.budget_factor}x the trials", flush=True)  # fmt: skip
     objective = Objective(args.epochs, args.train, args.test, args.device, args.latency_batch,
                           args.latency_runs, args.latency_stat, str(out / "latency_cache"),
-                          args.seed)  # fmt: skip
+                          args.seed, args.cudnn_benchmark)  # fmt: skip
     shutil.rmtree(objective.cache, ignore_errors=True)
-    if args.processes == "no" or (args.processes == "auto" and not args.device.startswith("cuda")):
-        warm_up(objective)  # worker processes start cold in both runs; threads only in the first
     result: dict[str, Any] = {"args": vars(args), "device": device, "pruner": pruner.to_json()}
     write = lambda: (out / "results.json").write_text(json.dumps(result, indent=1, default=str))  # noqa: E731
 
