@@ -1,6 +1,7 @@
 """The sampler contract (kiln.tune.BaseSampler's docstring), run against every sampler."""
 
 import math
+import warnings
 
 import pytest
 
@@ -86,6 +87,15 @@ def test_an_exhausted_finite_space_repeats_instead_of_failing(name):
     study = Study({"c": Categorical(["a", "b"])}, {"v": "max"}, sampler=SAMPLERS[name](0))
     study.optimize(lambda t: {"v": float(t.params["c"] == "a")}, trials=6)
     assert {t.params["c"] for t in study.trials} == {"a", "b"}
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_a_space_of_fixed_values_only_suggests_them(name):
+    study = Study({"data": "/data", "epochs": 3}, {"v": "max"}, sampler=SAMPLERS[name](0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fell back to random points" from Bayes
+        study.optimize(lambda t: {"v": float(t.number)}, trials=12)
+    assert [t.params for t in study.trials] == [{"data": "/data", "epochs": 3}] * 12
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))

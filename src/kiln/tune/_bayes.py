@@ -161,7 +161,7 @@ class Bayes(BaseSampler):
         busy = self.busy(trials)
         taken = [t.params for t in busy]
         startup = self.n_startup or max(3, study.space.dims + 1)
-        if len(done) < startup:
+        if len(done) < startup or study.space.dims == 0:  # nothing to model in a fixed space
             return Sobol(self.seed).points(study.space, len(trials), n, taken)
         seed = self.seed * 100_003 + len(trials)
         try:

@@ -92,6 +92,8 @@ class Sobol(BaseSampler):
     def points(
         self, space: Space, start: int, n: int, taken: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
+        if space.dims == 0:  # fixed values only: the one point there is
+            return [self._unique(space, taken, lambda: np.zeros(0)) for _ in range(n)]
         engine = torch.quasirandom.SobolEngine(space.dims, scramble=True, seed=self.seed)
         engine.fast_forward(start)
         out: list[dict[str, Any]] = []
