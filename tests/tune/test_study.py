@@ -131,6 +131,30 @@ def test_process_workers_set_up_the_objective_before_a_trial_starts(tmp_path):
     assert all(t.started >= ready[int(t.values["pid"])] for t in study.trials)
 
 
+class _SlowGarbage:
+    """Freed only by the garbage collector (it is in a reference cycle); slow to free."""
+
+    def __init__(self, stamp):
+        self.stamp, self.me = stamp, self
+
+    def __del__(self):
+        time.sleep(0.3)
+        Path(self.stamp).write_text(repr(time.time()))
+
+
+def _leaves_slow_garbage(trial):
+    _SlowGarbage(f"{trial.params['stamps']}/{trial.number}")
+    return {"number": float(trial.number)}
+
+
+def test_a_worker_process_cleans_up_after_a_trial_before_the_next_starts(tmp_path):
+    study = Study({"stamps": str(tmp_path)}, {"number": "max"}, sampler=Sobol(seed=0))
+    study.optimize(_leaves_slow_garbage, trials=3, workers=1, processes=True)
+    first, second, _ = study.trials
+    freed = float((tmp_path / "0").read_text())  # the first trial's garbage, in its process
+    assert first.finished <= freed <= second.started
+
+
 def test_thread_workers_set_up_the_shared_objective_once(tmp_path):
     study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
     study.optimize(_SetUpObjective(tmp_path), trials=4, workers=2, processes=False)

@@ -4,9 +4,10 @@ Every worker is a thread of the calling process that asks the study for a trial,
 tells the result, while a `Heartbeat` thread keeps the running trials alive. In process mode the
 thread hands the trial to its own child process (spawned, with its own CUDA_VISIBLE_DEVICES) and
 relays `trial.report` calls, so the study, its sampler and its pruner live in one place and need
-no locking across processes. A child is ready (its objective unpickled and, when the objective
-has a `setup()` method, set up: data loaded, CUDA started) before its worker asks for a trial,
-so a trial's time is its own work, not the start of a process.
+no locking across processes. A child says when it is ready: once its objective is unpickled and,
+when the objective has a `setup()` method, set up (data loaded, CUDA started), and again after
+each trial once the trial's garbage is collected. Its worker asks for a trial only then, so a
+trial's time is its own work, not a process starting or the last trial's cleanup.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def _child_main(conn: Connection, env: dict[str, str], fn_bytes: bytes) -> None:
         # (a pruned trial's traceback), leave the device before the next trial starts
         del trial, result
         gc.collect()
+        conn.send(("ready", None))
 
 
 class _Child:
@@ -193,6 +195,7 @@ class _Child:
                 f"Received: {fn!r} ({e})"
             ) from e
         self._env = env
+        self._loaded = False  # whether a child of this worker has ever loaded the objective
         self._start()
 
     def _start(self) -> None:
@@ -204,20 +207,24 @@ class _Child:
         self._ready = False
 
     def wait_ready(self) -> None:
-        """Block until the child has loaded (and set up) the objective. A child that cannot is
-        a bug in the objective, not a failed trial: raise with its traceback."""
+        """Block until the child has loaded (and set up) the objective, or cleaned up after its
+        last trial. A child that cannot load it is a bug in the objective, not a failed trial:
+        raise with its traceback. One that dies after its trial is restarted."""
         if self._ready:
             return
         try:
             _, error = self._conn.recv()
         except EOFError:
+            if self._loaded:  # it died cleaning up after a trial: start a fresh one
+                self._start()
+                return self.wait_ready()
             error = f"it exited with code {self._proc.exitcode} before saying so"
         if error is not None:
             raise RuntimeError(
                 "A worker process could not load the objective (unpickle it and call its "
                 f"setup(), if it has one):\n{error}"
             )
-        self._ready = True
+        self._ready = self._loaded = True
 
     def run(self, study: Driven, trial: Trial) -> None:
         self._conn.send((trial.number, trial.params))
@@ -230,6 +237,7 @@ class _Child:
                 finish(study, trial, "failed", f"worker process died (exit code {code})")
                 return
             if message[0] != "report":
+                self._ready = False  # until the child has cleaned up after the trial
                 finish(study, trial, message[0], message[1])
                 return
             try:
