@@ -11,6 +11,7 @@ server's mean batch size, and whether p99 meets the SLO.
     python benchmarks/serve_http.py --repository models/           # `kiln serve models/`
     python benchmarks/serve_http.py --url http://127.0.0.1:8000 --model resnet50
     python benchmarks/serve_http.py --smoke                        # a tiny CPU run (CI)
+    python benchmarks/serve_http.py --engine echo --concurrency 1,2,4,8,16,32  # server alone
 
 A repository written by ``benchmarks/inference.py --repository DIR`` serves as it is: its
 kiln-fp16 engine is named after the zoo model and takes uint8 NHWC images (ImageNet
@@ -177,6 +178,10 @@ def build_engine(args: argparse.Namespace) -> Any:
 
     size = args.image_size
     sizes = [int(s) for s in args.batch_sizes.split(",")]
+    if args.engine == "echo":
+        print("building the engine: echo (first 1000 bytes of each image)", file=sys.stderr)
+        images = torch.zeros(1, size, size, 3, dtype=torch.uint8, device=args.device)
+        return deploy.eager_engine(echo_model(), images, sizes)
     if args.smoke:
         torch.set_num_threads(1)  # the client processes need the other cores
         model = torch.nn.Sequential(
@@ -205,6 +210,17 @@ def build_engine(args: argparse.Namespace) -> Any:
     wrapped = image_model(model, dtype).to(device, memory_format=torch.channels_last)
     images = torch.zeros(1, size, size, 3, dtype=torch.uint8, device=device)
     return deploy.eager_engine(wrapped, images, sizes)
+
+
+def echo_model() -> Any:
+    """A model that costs next to nothing: ``--engine echo`` measures the server alone."""
+    import torch
+
+    class Echo(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :1000].float()  # as many outputs as ImageNet logits
+
+    return Echo()
 
 
 def image_model(model: Any, dtype: Any) -> Any:
@@ -305,9 +321,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="resnet50", help="zoo model / served name")
     parser.add_argument(
         "--engine",
-        choices=["optimize", "eager"],
+        choices=["optimize", "eager", "echo"],
         default="optimize",
-        help="in-process engine: kiln.deploy.optimize when present, or eager",
+        help="in-process engine: kiln.deploy.optimize when present, eager, or echo (next to no "
+        "work: the server's own ceiling)",
     )
     parser.add_argument("--precision", default="fp16", help="fp16, bf16 or fp32")
     parser.add_argument("--autotune", help="optimize's autotune: small, all or none")

@@ -92,6 +92,19 @@ def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):
                      done.stdout, re.M)  # fmt: skip
 
 
+def test_serve_http_echo_engine_measures_the_server_alone(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_http.py"
+    out = tmp_path / "serve.json"
+    cmd = [sys.executable, str(script), "--smoke", "--engine", "echo", "--concurrency", "2",
+           "--duration", "0.5", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "building the engine: echo" in done.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["clients"] == 2 and row["errors"] == {} and row["requests"] > 0
+    assert 2 <= row["mean_batch"] <= 4  # two clients of 2 images each
+
+
 def test_inference_benchmark_cpu_smoke_run_reports_rows_ratios_and_cold_start(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
     out = tmp_path / "inference.json"
