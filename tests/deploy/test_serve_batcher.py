@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from kiln.deploy import _codecs, eager_engine
+from kiln.deploy import eager_engine
 from kiln.deploy._batcher import Batcher, EngineError, QueueFullError, TooLargeError
 from kiln.deploy._metrics import ServeMetrics
 
@@ -54,28 +53,6 @@ def test_requests_fill_the_largest_batch_and_get_their_own_rows(device):
     assert model.sizes == [4, 4]  # the second: 3 samples padded to the bucket of 4
     # the first batch was full and ran at once; the rest waited out the delay of its oldest
     assert model.times[0] - start < 0.5 and model.times[1] - start >= 1.0
-
-
-def test_a_body_in_pieces_batches_with_arrays(device):
-    """A binary body arrives in pieces that split samples anywhere: the engine sees the samples
-    the joined body holds."""
-    model = Recording().eval()
-    batcher = _batcher(model, device, max_delay=1.0)
-    x = torch.randn(4, 3)
-    raw = x.numpy().tobytes()
-    pieces = [raw[:5], raw[5:29], raw[29:36]]  # samples 1 and 2 of 3, cut mid-float
-    request = _codecs.decode_binary(batcher.engine, pieces, "3,3", None)
-    assert isinstance(request, _codecs.Pieces) and len(request) == 3
-    single = _codecs.decode_binary(batcher.engine, [raw[36:]], None, None)  # one piece: a view
-    assert isinstance(single, np.ndarray) and not single.flags.writeable
-    outputs = asyncio.run(_submit_all(batcher, [request, single]))
-    assert model.sizes == [4]
-    with torch.no_grad():
-        expected = model.linear(x.to(device)).cpu()
-    torch.testing.assert_close(torch.from_numpy(np.concatenate(outputs)), expected)
-    alone = _batcher(model, device, max_delay=0.0)  # one read-only view, copied for the model
-    (out,) = asyncio.run(_submit_all(alone, [single]))
-    torch.testing.assert_close(torch.from_numpy(out), expected[3:])
 
 
 def test_a_lone_request_waits_at_most_max_delay():

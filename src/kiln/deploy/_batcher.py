@@ -17,21 +17,17 @@ import contextlib
 import logging
 import threading
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from kiln.deploy._codecs import Batch, Pieces, to_numpy
+from kiln.deploy._codecs import Batch, to_numpy
 from kiln.deploy._engine import Engine
 from kiln.deploy._metrics import ServeMetrics
 
 log = logging.getLogger("kiln.serve")
-# torch.cat reads request bodies through views of their bytes objects, which it never writes
-warnings.filterwarnings("ignore", "The given (buffer|NumPy array) is not writable", UserWarning,
-                        __name__)  # fmt: skip
 
 
 class UnavailableError(RuntimeError):
@@ -82,7 +78,7 @@ class Batcher:
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._staging: torch.Tensor | None = None  # pinned (CUDA engines)
+        self._staging: tuple[torch.Tensor, np.ndarray] | None = None  # pinned (CUDA engines)
 
     @property
     def depth(self) -> int:
@@ -120,10 +116,7 @@ class Batcher:
             self.check_room(n)
             self._queue.append(_Request(batch, future))
             self._queued += n
-            # the worker waits for a first request, or for a full batch during the delay: a
-            # wake-up for anything else would only take the GIL from the event loop
-            if self._queued == n or self._queued >= self.engine.max_batch_size:
-                self._cond.notify()
+            self._cond.notify()
         return future
 
     def check_room(self, n: int) -> None:
@@ -189,30 +182,24 @@ class Batcher:
             self._loop.call_soon_threadsafe(_deliver, requests, rows)
 
     def _assemble(self, parts: list[Batch]) -> torch.Tensor:
-        """One batch from the requests' samples in one ``torch.cat``: it lets go of the GIL once
-        for the whole copy, where numpy takes it back after each array, waiting each time on the
-        busy event loop. For CUDA the copy goes to pinned memory, so the engine's host->device
-        transfer is a single asynchronous copy."""
-        engine, device = self.engine, self.engine.device
+        """One batch from the requests' arrays; for CUDA, one copy into pinned memory, so the
+        engine's host->device transfer is a single asynchronous copy."""
+        device = self.engine.device
         if any(isinstance(part, torch.Tensor) for part in parts):  # decoded on the GPU, bf16
-            tensors = [_samples(engine, part).to(device, non_blocking=True) for part in parts]
+            tensors = [torch.as_tensor(part).to(device, non_blocking=True) for part in parts]
             return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
-        n = sum(len(part) for part in parts)
-        pinned = device.type == "cuda" and n <= engine.max_batch_size
-        alone = parts[0] if len(parts) == 1 else None
-        # a view of a bytes body is read-only, and the model might write its input: copied
-        if not pinned and isinstance(alone, np.ndarray) and alone.flags.writeable:
-            return torch.from_numpy(alone)  # the engine copies it to its device
-        if pinned:
-            if self._staging is None:
-                shape = (engine.max_batch_size, *engine.input_shape)
-                self._staging = torch.empty(shape, dtype=engine.input_dtype, pin_memory=True)
-            # Reusing the buffer next batch is safe: to_numpy's .cpu() waited for this copy.
-            batch = self._staging[:n]
-        else:
-            batch = torch.empty((n, *engine.input_shape), dtype=engine.input_dtype)
-        torch.cat([view for part in parts for view in _bytes(part)], out=_bytes(batch)[0])
-        return batch
+        arrays: list[np.ndarray] = parts  # type: ignore[assignment]
+        n = sum(len(array) for array in arrays)
+        if device.type != "cuda" or n > self.engine.max_batch_size:
+            return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        if self._staging is None:
+            shape = (self.engine.max_batch_size, *self.engine.input_shape)
+            pinned = torch.empty(shape, dtype=self.engine.input_dtype, pin_memory=True)
+            self._staging = pinned, pinned.numpy()
+        # Reusing the buffer next batch is safe: to_numpy's .cpu() waited for this copy.
+        pinned, view = self._staging
+        np.concatenate(arrays, out=view[:n])
+        return pinned[:n]
 
     def _settle_device(self) -> None:
         """After a failure, wait for copies still reading the staging buffer."""
@@ -229,22 +216,6 @@ class Batcher:
         self.metrics.engine_time.observe(self.labels, elapsed)
         for request in requests:
             self.metrics.queue_wait.observe(self.labels, start - request.arrived)
-
-
-def _bytes(batch: Batch) -> list[torch.Tensor]:
-    """``batch``'s bytes as flat uint8 tensors viewing them (no copy)."""
-    if isinstance(batch, Pieces):
-        return [torch.frombuffer(piece, dtype=torch.uint8) for piece in batch.pieces]
-    tensor = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
-    return [tensor.contiguous().view(-1).view(torch.uint8)]
-
-
-def _samples(engine: Engine, batch: Batch) -> torch.Tensor:
-    """``batch`` as a tensor of the engine's samples."""
-    if isinstance(batch, Pieces):
-        joined = torch.cat(_bytes(batch)).view(engine.input_dtype)
-        return joined.view(len(batch), *engine.input_shape)
-    return torch.as_tensor(batch)
 
 
 def _deliver(requests: list[_Request], rows: list[np.ndarray] | BaseException) -> None:

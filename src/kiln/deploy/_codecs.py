@@ -8,14 +8,12 @@ what the model takes and what came.
 
 Batches and outputs are numpy arrays here: the event loop never calls torch, whose calls
 release the GIL and so hand it to the engine's thread for a whole switch interval. (bfloat16,
-which numpy lacks, arrives as a torch tensor; bfloat16 outputs leave as float32. A binary body
-that came in several pieces stays in them, as ``Pieces``, for the batcher to copy once.)
+which numpy lacks, arrives as a torch tensor; bfloat16 outputs leave as float32.)
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -29,20 +27,7 @@ NUMPY = {
     torch.float32: np.float32, torch.float64: np.float64,
 }  # fmt: skip
 BINARY = "application/octet-stream"
-
-
-class Pieces:
-    """``n`` samples in the engine's dtype, still in the pieces their body arrived in: the
-    batcher copies them once, straight into its batch, so the event loop never joins a body."""
-
-    def __init__(self, pieces: list[bytes | bytearray], n: int) -> None:
-        self.pieces, self.n = pieces, n
-
-    def __len__(self) -> int:
-        return self.n
-
-
-Batch = np.ndarray | torch.Tensor | Pieces
+Batch = np.ndarray | torch.Tensor
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -55,7 +40,7 @@ def expected(engine: Engine) -> str:
 
 
 def sample_nbytes(engine: Engine) -> int:
-    return math.prod(engine.input_shape) * engine.input_dtype.itemsize
+    return int(np.prod(engine.input_shape)) * engine.input_dtype.itemsize
 
 
 def binary_count(engine: Engine, length: int, shape: str | None) -> int:
@@ -80,23 +65,17 @@ def binary_count(engine: Engine, length: int, shape: str | None) -> int:
     return dims[0]
 
 
-def decode_binary(engine: Engine, body: bytes | bytearray | list[bytes], shape: str | None,
-                  dtype: str | None) -> Batch:  # fmt: skip
-    """A batch of raw bytes in the engine's dtype: a view of ``body``, or, for a body in several
-    pieces, ``Pieces``; no copy (bfloat16, which numpy lacks: a tensor over a joined copy)."""
+def decode_binary(engine: Engine, body: bytearray, shape: str | None, dtype: str | None) -> Batch:
+    """A batch viewing ``body`` (no copy): raw bytes in the engine's dtype."""
     if dtype is not None and dtype.strip().lower() != dtype_name(engine.input_dtype):
         raise ValueError(
             f"the model takes {dtype_name(engine.input_dtype)} bytes. Received: "
             f"dtype {dtype!r}; convert on the client."
         )
-    pieces: list[bytes | bytearray] = [*body] if isinstance(body, list) else [body]
-    n = binary_count(engine, sum(map(len, pieces)), shape)
+    n = binary_count(engine, len(body), shape)
     if engine.input_dtype not in NUMPY:  # bfloat16
-        joined = bytearray().join(pieces)  # writable: torch warns about a read-only buffer
-        return torch.frombuffer(joined, dtype=engine.input_dtype).view(n, *engine.input_shape)
-    if len(pieces) > 1:
-        return Pieces(pieces, n)
-    return np.frombuffer(pieces[0], NUMPY[engine.input_dtype]).reshape(n, *engine.input_shape)
+        return torch.frombuffer(body, dtype=engine.input_dtype).view(n, *engine.input_shape)
+    return np.frombuffer(body, dtype=NUMPY[engine.input_dtype]).reshape(n, *engine.input_shape)
 
 
 def decode_json(engine: Engine, body: bytes | bytearray) -> Batch:

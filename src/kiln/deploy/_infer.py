@@ -132,54 +132,59 @@ async def _inputs(batcher: Batcher, scope: dict[str, Any], headers: Headers, rec
         shape = _text(headers.get(b"x-shape")) or _query(scope, "shape")
         if length.isdigit() and int(length) > 0:  # refuse a batch that can't fit, unread
             batcher.check_room(_codecs.binary_count(engine, int(length), shape))
-        pieces = await _body(receive, length, limit)
-        return _codecs.decode_binary(engine, pieces, shape, _text(headers.get(b"x-dtype")))
-    if media_type not in ("application/json", "multipart/form-data") and not (
-        media_type.startswith("image/")
-    ):
+        body = await _body(receive, length, limit)
+        return _codecs.decode_binary(engine, body, shape, _text(headers.get(b"x-dtype")))
+    if media_type == "application/json":
+        return _codecs.decode_json(engine, await _body(receive, length, limit))
+    if media_type.startswith("image/"):
+        blobs = [bytes(await _body(receive, length, limit))]
+    elif media_type == "multipart/form-data":
+        blobs = await _files(scope, await _body(receive, length, limit))
+    else:
         raise HTTPError(415, f"infer takes {_codecs.BINARY}, application/json, image/* or "
                              f"multipart/form-data bodies. Received: {media_type!r}.")  # fmt: skip
-    body = b"".join(await _body(receive, length, limit))
-    if media_type == "application/json":
-        return _codecs.decode_json(engine, body)
-    blobs = [body] if media_type.startswith("image/") else await _files(scope, body)
     batcher.check_room(len(blobs))
     return await asyncio.to_thread(_images.decode_images, engine, blobs)
 
 
-async def _body(receive: Any, length: bytes, limit: int) -> list[bytes]:
-    """The body in the pieces it arrived in (joining them would copy it), refused past
-    ``limit`` bytes (by its header or as it streams)."""
+async def _body(receive: Any, length: bytes, limit: int) -> bytearray:
+    """The whole body, refused past ``limit`` bytes (by its header or as it streams). With a
+    Content-Length it fills one buffer of that size: one copy of each chunk, no regrowth."""
     too_large = HTTPError(413, f"the request body exceeds the server's limit of {limit} bytes: "
                                "split the batch, or raise --max-body-mb.")  # fmt: skip
     declared = int(length) if length.isdigit() else None
     if declared is not None and declared > limit:
         raise too_large
-    pieces: list[bytes] = []
-    size = 0
+    body = bytearray(declared or 0)
+    view, filled = (memoryview(body) if declared else None), 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise HTTPError(400, "the client disconnected while sending the body")
-        if piece := message.get("body", b""):
-            pieces.append(piece)
-            size += len(piece)
-            if size > limit:
+        chunk = message.get("body", b"")
+        if declared is None:
+            body += chunk
+            if len(body) > limit:
                 raise too_large
+        elif view is not None and filled + len(chunk) <= declared:
+            view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
         if not message.get("more_body", False):
             break
-    if declared is not None and size != declared:
-        raise HTTPError(400, f"the body has {size} bytes; its Content-Length says {declared}.")
-    return pieces
+    if view is not None:
+        view.release()
+    if declared is not None and filled != declared:
+        raise HTTPError(400, f"the body has {filled} bytes; its Content-Length says {declared}.")
+    return body
 
 
-async def _files(scope: dict[str, Any], body: bytes) -> list[bytes]:
+async def _files(scope: dict[str, Any], body: bytearray) -> list[bytes]:
     """The file parts of a multipart body, in order."""
     from starlette.datastructures import Headers as StarletteHeaders
     from starlette.formparsers import MultiPartParser
 
     async def stream() -> Any:
-        yield body
+        yield bytes(body)
 
     headers = StarletteHeaders(raw=scope["headers"])
     parser = MultiPartParser(headers, stream(), max_part_size=len(body) + 1)
