@@ -1,0 +1,106 @@
+"""Where LeNet-5's time to the first optimizer step goes, with cold and with warm compile caches.
+
+The speed issue's bar: from fit() to the end of the first epoch in <= 10 s, <= 5 s with a warm
+compile cache; an H100 took 19-23 s cold and 11.2 s warm (BENCHMARKS.md). This script runs
+kiln's fit() (defaults) in fresh processes, first with an empty cache folder, then with the one
+the first filled, and prints for each: the import time, the time from fit() to the end of
+steps 1 and 2 and of the epoch, and the compile phases that took longest (torch._dynamo's
+compile_times, summed per phase).
+
+    python scripts/first_step_profile.py --device cuda --runs cold,warm
+    python scripts/first_step_profile.py --device cpu --compile   # CPU, compiled (a check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+import kiln
+t1 = time.perf_counter()
+opts = json.loads(sys.argv[1])
+torch.manual_seed(0)
+n = opts["samples"]
+x, y = torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))
+model = kiln.zoo.create_model("lenet5")
+extra = {"compile": True} if opts["compile"] else {}
+model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
+              device=opts["device"], **extra)
+marks = {}
+
+class Clock(kiln.train.callbacks.Callback):
+    def on_batch_end(self, trainer, step, logs):
+        if len(marks) < 2:  # the first two steps fit() reports
+            if opts["device"].startswith("cuda"):
+                torch.cuda.synchronize()
+            marks[f"step {step}"] = time.perf_counter() - t2
+
+t2 = time.perf_counter()
+model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[Clock()], track=False)
+if opts["device"].startswith("cuda"):
+    torch.cuda.synchronize()
+marks["epoch"] = time.perf_counter() - t2
+from torch._dynamo.utils import compile_times
+phases = {}
+table = compile_times(repr="str").splitlines()[2:]
+for line in table:
+    name, _, rest = line.partition(",")
+    try:
+        phases[name.strip()] = sum(float(v) for v in rest.split(",") if v.strip())
+    except ValueError:
+        continue
+print(json.dumps({"import_s": t1 - t0, "marks": marks, "phases": phases}))
+"""
+
+PHASES = 12  # the longest compile phases printed per run
+
+
+def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+    opts = {"device": args.device, "samples": args.samples, "compile": args.compile}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
+                         capture_output=True, text=True, timeout=args.timeout)  # fmt: skip
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{out.stderr[-4000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["process_s"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--runs", default="cold,warm", help="cold, warm, or both in order")
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
+    parser.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
+    parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    cache = args.cache or tempfile.mkdtemp(prefix="kiln-first-step-")
+    results = {}
+    for kind in args.runs.split(","):
+        r = results[kind] = run(kind, cache, args)
+        marks = ", ".join(f"{k} {v:.2f} s" for k, v in r["marks"].items())
+        print(f"## {kind}: import {r['import_s']:.2f} s; from fit(): {marks}; "
+              f"process {r['process_s']:.1f} s", flush=True)  # fmt: skip
+        top = sorted(r["phases"].items(), key=lambda kv: -kv[1])[:PHASES]
+        for name, seconds in top:
+            print(f"  {seconds:7.2f} s  {name}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
