@@ -155,6 +155,48 @@ def test_a_worker_process_cleans_up_after_a_trial_before_the_next_starts(tmp_pat
     assert first.finished <= freed <= second.started
 
 
+class _ExitsWhenFreed:
+    """Ends its process when the garbage collector frees it (a crash in a trial's cleanup)."""
+
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        os._exit(4)
+
+
+def _dies(trial):
+    if trial.number == 1:
+        os._exit(3)  # as a segfault or the OOM killer would, mid-trial
+    if trial.number == 2:
+        _ExitsWhenFreed()  # after the result is sent, in the worker's cleanup
+    return {"number": float(trial.number)}
+
+
+def test_a_worker_process_that_dies_is_replaced_and_the_study_goes_on():
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    study.optimize(_dies, trials=5, workers=1, processes=True)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETED, TrialState.FAILED] + [TrialState.COMPLETED] * 3
+    assert study.trials[1].error == "worker process died (exit code 3)"
+    assert [t.values["number"] for t in study.trials if t.values] == [0.0, 2.0, 3.0, 4.0]
+
+
+class _ExitsInSetup:
+    def setup(self):
+        os._exit(5)
+
+    def __call__(self, trial):
+        return {"number": 0.0}
+
+
+def test_a_worker_process_that_dies_while_starting_stops_the_study_with_its_exit_code():
+    study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
+    with pytest.raises(RuntimeError, match="exited with code 5 before saying so"):
+        study.optimize(_ExitsInSetup(), trials=3, workers=1, processes=True)
+    assert study.trials == []
+
+
 def test_thread_workers_set_up_the_shared_objective_once(tmp_path):
     study = Study({"x": Float(0.0, 1.0)}, {"number": "max"}, sampler=Sobol(seed=0))
     study.optimize(_SetUpObjective(tmp_path), trials=4, workers=2, processes=False)

@@ -195,7 +195,6 @@ class _Child:
                 f"Received: {fn!r} ({e})"
             ) from e
         self._env = env
-        self._loaded = False  # whether a child of this worker has ever loaded the objective
         self._start()
 
     def _start(self) -> None:
@@ -205,6 +204,7 @@ class _Child:
                                  daemon=True)  # fmt: skip
         self._proc.start()
         self._ready = False
+        self._starting = True  # until it has loaded the objective once
 
     def wait_ready(self) -> None:
         """Block until the child has loaded (and set up) the objective, or cleaned up after its
@@ -215,7 +215,7 @@ class _Child:
         try:
             _, error = self._conn.recv()
         except EOFError:
-            if self._loaded:  # it died cleaning up after a trial: start a fresh one
+            if not self._starting:  # it died cleaning up after a trial: start a fresh one
                 self._start()
                 return self.wait_ready()
             error = f"it exited with code {self._proc.exitcode} before saying so"
@@ -224,7 +224,7 @@ class _Child:
                 "A worker process could not load the objective (unpickle it and call its "
                 f"setup(), if it has one):\n{error}"
             )
-        self._ready = self._loaded = True
+        self._ready, self._starting = True, False
 
     def run(self, study: Driven, trial: Trial) -> None:
         self._conn.send((trial.number, trial.params))
