@@ -248,7 +248,10 @@ def in_process_server(args: argparse.Namespace) -> Any:
 
     engine = build_engine(args)
     app = inference_app(
-        {args.model: engine}, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue
+        {args.model: engine},
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        preferred_sizes=args.preferred_sizes,
     )
     with serving(app, port=args.port) as url:
         yield url
@@ -266,6 +269,7 @@ def kiln_serve(args: argparse.Namespace) -> Any:
         str(args.port or 8000),
         "--max-delay-ms",
         str(args.max_delay_ms),
+        *([] if args.preferred_sizes else ["--no-preferred-sizes"]),
         "--max-queue",
         str(args.max_queue),
     ]
@@ -338,6 +342,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--slo-ms", type=float, default=7.0, help="p99 latency target")
     parser.add_argument("--max-delay-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--no-preferred-sizes",
+        dest="preferred_sizes",
+        action="store_false",
+        help="the server waits out the delay even at one of the engine's batch sizes",
+    )
     parser.add_argument("--max-queue", type=int, default=1024)
     parser.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
     parser.add_argument("--ready-timeout", type=float, default=900.0)

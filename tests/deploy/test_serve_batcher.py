@@ -42,11 +42,10 @@ async def _submit_all(batcher: Batcher, batches: list[torch.Tensor]) -> list[tor
 def test_requests_fill_the_largest_batch_and_get_their_own_rows(device):
     model = Recording().eval()
     batcher = _batcher(model, device, max_delay=1.0)
-    parts = [
-        torch.randn(n, 3) for n in (1, 2, 1, 3)
-    ]  # torch or numpy: both batch  # 4 fill a batch of 4; then 3 wait
+    # 3 + 1 fill a batch of 4; then 3 (no batch size: padded to 4) wait. Torch or numpy: both
+    parts = [torch.randn(n, 3) for n in (3, 1, 3)]
     start = time.perf_counter()
-    outputs = asyncio.run(_submit_all(batcher, [p.numpy() for p in parts[:3]] + parts[3:]))
+    outputs = asyncio.run(_submit_all(batcher, [p.numpy() for p in parts[:2]] + parts[2:]))
     with torch.no_grad():
         for part, out in zip(parts, outputs):
             torch.testing.assert_close(torch.from_numpy(out), model.linear(part.to(device)).cpu())
@@ -55,16 +54,27 @@ def test_requests_fill_the_largest_batch_and_get_their_own_rows(device):
     assert model.times[0] - start < 0.5 and model.times[1] - start >= 1.0
 
 
-def test_a_lone_request_waits_at_most_max_delay():
+def test_a_lone_request_waits_at_most_max_delay_and_not_at_all_at_a_batch_size():
     model = Recording().eval()
     batcher = _batcher(model, torch.device("cpu"), max_delay=0.3)
     start = time.perf_counter()
-    asyncio.run(_submit_all(batcher, [torch.randn(1, 3)]))
-    assert time.perf_counter() - start >= 0.3 and model.sizes == [1]
+    asyncio.run(_submit_all(batcher, [torch.randn(3, 3)]))  # padded to 4: waits for company
+    assert time.perf_counter() - start >= 0.3 and model.sizes == [4]
     batcher = _batcher(Recording().eval(), torch.device("cpu"), max_delay=0.0)
     start = time.perf_counter()
-    asyncio.run(_submit_all(batcher, [torch.randn(1, 3)]))
+    asyncio.run(_submit_all(batcher, [torch.randn(3, 3)]))
     assert time.perf_counter() - start < 0.25
+    for n in (1, 2):  # the engine's batch sizes (1, 2, 4): nothing to gain by waiting
+        model = Recording().eval()
+        batcher = _batcher(model, torch.device("cpu"), max_delay=2.0)
+        start = time.perf_counter()
+        asyncio.run(_submit_all(batcher, [torch.randn(n, 3)]))
+        assert time.perf_counter() - start < 1.0 and model.sizes == [n]
+    batcher = _batcher(Recording().eval(), torch.device("cpu"), max_delay=0.3,
+                       preferred_sizes=False)  # fmt: skip
+    start = time.perf_counter()
+    asyncio.run(_submit_all(batcher, [torch.randn(2, 3)]))
+    assert time.perf_counter() - start >= 0.3
 
 
 def test_a_request_larger_than_the_largest_batch_runs_alone_split_by_the_engine():

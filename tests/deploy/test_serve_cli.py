@@ -35,6 +35,9 @@ def test_options_reach_the_server_and_the_loader(tmp_path, monkeypatch):
     assert loads == [(tmp_path, "cpu")] and served["engines"] is engines
     assert (served["host"], served["port"], served["max_delay_ms"]) == ("127.0.0.1", 9001, 2.5)
     assert (served["max_queue"], served["max_body_bytes"]) == (64, 1 << 19)
+    assert served["preferred_sizes"] is True
+    assert main([*argv, "--no-preferred-sizes"]) == 0
+    assert served["preferred_sizes"] is False
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,14 @@ def add_parsers(subparsers: Any) -> None:
         "--max-delay-ms",
         type=_non_negative,
         default=1.0,
-        help="how long a batch waits for more requests after its first (default 1)",
+        help="how long a batch waits for more requests after its first (default 1); not at "
+        "all when the queue holds one of the engine's batch sizes exactly",
+    )
+    serve.add_argument(
+        "--no-preferred-sizes",
+        dest="preferred_sizes",
+        action="store_false",
+        help="wait out --max-delay-ms even when the queue holds one of the batch sizes",
     )
     serve.add_argument(
         "--max-queue",
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         max_delay_ms=args.max_delay_ms,
         max_queue=args.max_queue,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        preferred_sizes=args.preferred_sizes,
         store=args.store,
         log_level="info",
     )

@@ -1,9 +1,12 @@
 """``Batcher``: dynamic batching in front of one ``Engine``.
 
 Requests (one or more samples each) wait in a queue; one worker thread, the engine's only
-caller, takes as many queued samples as fit the engine's largest batch size, waiting at most
-``max_delay`` for more once the oldest arrived, runs the engine once and hands each request its
-rows through an asyncio future (resolved on the event loop, once per batch).
+caller, takes as many queued samples as fit the engine's largest batch size, runs the engine
+once and hands each request its rows through an asyncio future (resolved on the event loop,
+once per batch). It waits at most ``max_delay`` for more once the oldest request arrived, and
+not at all when the queue holds exactly one of the engine's batch sizes: that batch needs no
+padding, and waiting would only add the delay to its latency (Triton's rule for preferred
+batch sizes). One client sending 8 images at a time to an engine built for 8 never waits.
 
 Contract: ``submit`` is called on the event loop; it never blocks, and raises ``QueueFullError``
 at once when the queue would hold more than ``max_queue`` samples. An engine error fails the
@@ -62,6 +65,7 @@ class Batcher:
         name: str | None = None,
         max_delay: float = 0.001,
         max_queue: int = 1024,
+        preferred_sizes: bool = True,
     ) -> None:
         if max_delay < 0 or max_queue < 1:
             raise ValueError(
@@ -70,6 +74,8 @@ class Batcher:
             )
         self.engine, self.metrics = engine, metrics
         self.max_delay, self.max_queue = max_delay, max_queue
+        # run at once when the queue holds one of the engine's sizes exactly (the module notes)
+        self.preferred_sizes = preferred_sizes
         self.name = engine.name if name is None else name
         self.labels = (("model", self.name),)
         self._queue: deque[_Request] = deque()
@@ -139,13 +145,15 @@ class Batcher:
             self._run(requests)
 
     def _take(self) -> list[_Request] | None:
-        """The next batch: wait for a request, then up to ``max_delay`` after it arrived."""
+        """The next batch: wait for a request, then up to ``max_delay`` after it arrived unless
+        the queue holds one of the engine's batch sizes exactly."""
         limit = self.engine.max_batch_size
+        exact = set(self.engine.batch_sizes) if self.preferred_sizes else set()
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
             deadline = self._queue[0].arrived + self.max_delay if self._queue else 0.0
-            while not self._stopped and self._queued < limit:
+            while not self._stopped and self._queued < limit and self._queued not in exact:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

@@ -41,13 +41,16 @@ def inference_app(
     max_delay_ms: float = 1.0,
     max_queue: int = 1024,
     max_body_bytes: int = 64 << 20,
+    preferred_sizes: bool = True,
     token_required: bool = False,
     store: Any = None,
     on_load_error: Callable[[BaseException], None] | None = None,
 ) -> Any:
     """An ASGI app serving ``engines`` (name -> Engine, or a function that loads them).
 
-    ``max_delay_ms``: how long a batch waits for more requests after its first.
+    ``max_delay_ms``: how long a batch waits for more requests after its first; not at all
+    when the queue holds one of the engine's batch sizes exactly, unless ``preferred_sizes``
+    is False (see ``Batcher``).
     ``max_queue``: samples that may wait; more get 429. ``token_required``: ``/v1`` needs
     ``Authorization: Bearer <token>`` with a token of ``store`` (``kiln token create``).
 
@@ -103,6 +106,7 @@ def inference_app(
         max_queue,
         max_body_bytes,
     )
+    state.preferred_sizes = preferred_sizes
     state.metrics = ServeMetrics(lambda: {n: b.depth for n, b in state.batchers.items()})
     state.store, state.token_required, state.verified = store, token_required, set()
     _errors.install(app)
@@ -133,6 +137,7 @@ async def _load(
                 name=name,
                 max_delay=state.max_delay,
                 max_queue=state.max_queue,
+                preferred_sizes=state.preferred_sizes,
             )
             batcher.start(loop)
             state.batchers[name] = batcher
@@ -161,6 +166,10 @@ def describe(name: str, batcher: Batcher) -> dict[str, Any]:
         "device": str(engine.device),
         "content_types": [_codecs.BINARY, "application/json"]
         + (["image/jpeg", "image/png", "multipart/form-data"] if images else []),
-        "queue": {"max_samples": batcher.max_queue, "max_delay_ms": batcher.max_delay * 1000},
+        "queue": {
+            "max_samples": batcher.max_queue,
+            "max_delay_ms": batcher.max_delay * 1000,
+            "preferred_sizes": batcher.preferred_sizes,
+        },
         "info": json.loads(json.dumps(engine.info, default=str)),
     }

@@ -19,6 +19,7 @@ def serve(
     max_delay_ms: float = 1.0,
     max_queue: int = 1024,
     max_body_bytes: int = 64 << 20,
+    preferred_sizes: bool = True,
     store: Any = None,
     log_level: str = "warning",
 ) -> None:
@@ -52,6 +53,7 @@ def serve(
         max_delay_ms=max_delay_ms,
         max_queue=max_queue,
         max_body_bytes=max_body_bytes,
+        preferred_sizes=preferred_sizes,
         token_required=token_required,
         store=store,
         on_load_error=stop,
