@@ -218,7 +218,7 @@ class _Child:
             if not self._starting:  # it died cleaning up after a trial: start a fresh one
                 self._start()
                 return self.wait_ready()
-            error = f"it exited with code {self._proc.exitcode} before saying so"
+            error = f"it exited with code {self._exit_code()} before saying so"
         if error is not None:
             raise RuntimeError(
                 "A worker process could not load the objective (unpickle it and call its "
@@ -226,13 +226,18 @@ class _Child:
             )
         self._ready, self._starting = True, False
 
+    def _exit_code(self) -> int | None:
+        """The dead child's exit code: its pipe closes a moment before it can be reaped."""
+        self._proc.join(timeout=10)
+        return self._proc.exitcode
+
     def run(self, study: Driven, trial: Trial) -> None:
         self._conn.send((trial.number, trial.params))
         while True:
             try:
                 message = self._conn.recv()
             except EOFError:  # the child died (out of memory, a segfault): restart it
-                code = self._proc.exitcode
+                code = self._exit_code()
                 self._start()
                 finish(study, trial, "failed", f"worker process died (exit code {code})")
                 return
