@@ -118,13 +118,13 @@ deploy)
     step inference 330 python3 benchmarks/inference.py --repository /tmp/repo \
         --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
         --batch-sizes 1,8,64,256 --autotune none --out "$OUT/inference.json"
-    # 2026-11-28: 2,534 img/s at 1 client (p99 3.8 ms), 5,606 at 8 (p99 19 ms); the levels
-    # between, the batching delay's share, and the server alone (an engine that does nothing)
+    # 2026-11-28: 2,534 img/s at 1 client (p99 3.8 ms), 5,606 at 8 (p99 19 ms), before
+    # preferred batch sizes; now the levels between, the old wait (A/B), the server alone
     step serve_http 110 python3 benchmarks/serve_http.py --repository /tmp/repo \
         --batch-sizes 1,8,64,256 --autotune none --concurrency 1,2,4,6,8,16 --duration 5 \
         --json "$OUT/serve_http.json"
-    step serve_http_delay05 90 python3 benchmarks/serve_http.py --repository /tmp/repo \
-        --max-delay-ms 0.5 --concurrency 2,4,6,8 --duration 5 --json "$OUT/serve_http_delay05.json"
+    step serve_http_wait 90 python3 benchmarks/serve_http.py --repository /tmp/repo \
+        --no-preferred-sizes --concurrency 1,2,4,8 --duration 5 --json "$OUT/serve_http_wait.json"
     step serve_echo 90 python3 benchmarks/serve_http.py --engine echo \
         --concurrency 1,2,4,8,16,32 --duration 5 --json "$OUT/serve_echo.json"
     ;;
