@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.export import ExportedProgram
 
+from kiln._fp8 import fp8_unsupported
 from kiln.deploy._aoti import inductor_options, jit_compile, load_package
 from kiln.deploy._aoti_probe import probe_packages
 from kiln.deploy._builds import build_packages, default_jobs
@@ -31,7 +32,7 @@ from kiln.deploy._check import Check, check, strict_fp32
 from kiln.deploy._cuda_graph import GraphRunner, Runner
 from kiln.deploy._engine import Engine
 from kiln.deploy._fold import FoldBatchNorm
-from kiln.deploy._fp8 import Float8Linear, fp8_unsupported
+from kiln.deploy._fp8 import Float8Linear
 from kiln.deploy._image_input import ImageInput
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
 from kiln.deploy._precision import Precision
