@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -42,6 +42,7 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = initializers.check(kernel_initializer)
         self.bias_initializer = initializers.check(bias_initializer)
+        self._linear: Callable[[Tensor], Tensor] | None = None
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         expect_rank(self, input_shape, _ANY_RANK_FROM_2, "(batch, ..., features)")
@@ -56,7 +57,14 @@ class Dense(Layer):
     def forward(self, x: Tensor) -> Tensor:
         expect_rank(self, x.shape, _ANY_RANK_FROM_2, "(batch, ..., features)")
         expect_size(self, x.shape, -1, self.in_features, "features")
+        if self._linear is not None:
+            return self.activation(self._linear(x))
         return self.activation(F.linear(x, self.weight, self.bias))
+
+    def use_linear(self, linear: Callable[[Tensor], Tensor] | None) -> None:
+        """Compute ``x @ weight.T + bias`` with ``linear``, a function that reads this layer's
+        own parameters (``precision="fp8"`` passes a float8 product); None: ``F.linear``."""
+        self._linear = linear
 
     def get_config(self) -> dict[str, Any]:
         return serialize_callables(super().get_config())

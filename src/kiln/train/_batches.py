@@ -9,9 +9,9 @@ from torch import Tensor, nn
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
+    if precision not in ("auto", "fp32", "bf16", "fp16", "fp8"):
         raise ValueError(
-            f"precision must be 'auto', 'fp32', 'bf16' or 'fp16'; received {precision!r}."
+            f"precision must be 'auto', 'fp32', 'bf16', 'fp16' or 'fp8'; received {precision!r}."
         )
     if precision != "auto":
         return precision

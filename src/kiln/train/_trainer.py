@@ -40,6 +40,7 @@ from kiln.train._fast_path import (
     use_compile,
     use_cuda_graphs,
 )
+from kiln.train._fp8 import convert_linears
 from kiln.train._graphed import CudaGraphStep
 from kiln.train._history import History, NonFiniteLossError
 from kiln.train._objective import Objective
@@ -51,7 +52,9 @@ class Trainer:
     """Trains ``model``; made by ``model.compile`` (any ``nn.Module`` works directly too).
 
     Options: ``device`` (default: CUDA when available), ``precision`` ("auto": bf16 autocast
-    on GPUs that support it, else fp32; or "fp32", "bf16", "fp16" with loss scaling), ``lr``,
+    on GPUs that support it, else fp32; or "fp32", "bf16", "fp16" with loss scaling, "fp8":
+    float8 linear layers through torchao on GPUs of compute capability >= 8.9, bf16 autocast
+    for the rest, see ``_fp8``), ``lr``,
     ``log_every`` (steps between metric reads), ``seed`` (data order), and optimizer options.
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss; or a mode,
     ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices),
@@ -436,6 +439,8 @@ class Trainer:
             return
         if self.optimizer is None:
             optimizer, lr, options = self._optimizer_spec
+            if self.precision == "fp8":
+                convert_linears(self.model, self.device)
             self.channels_last = use_channels_last(
                 self._fast_options["channels_last"], self.model, self.device
             )
@@ -450,7 +455,7 @@ class Trainer:
 
                     Console(stderr=True).print(f"[bold]kiln.train[/]: {why}")
             if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
-                gathered = torch.bfloat16 if self.precision == "bf16" else None
+                gathered = torch.bfloat16 if self.precision in ("bf16", "fp8") else None
                 self.dist.wrap(self.model, self.device, "fsdp", gathered)
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
             if self.dist and self.strategy == "ddp":
@@ -492,7 +497,7 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16  # bf16, fp8
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _callbacks(

@@ -1,0 +1,72 @@
+"""``precision="fp8"``: float8 matrix multiplies for linear layers, bf16 autocast for the rest.
+
+torchao's float8 training (``Float8Linear``, dynamic per-tensor scaling) computes a linear
+layer's forward and both backward GEMMs in float8 on GPUs with float8 tensor cores (compute
+capability 8.9 or newer), with the weights, their gradients and the optimizer in full
+precision. It pays for large linear layers (transformers, wide MLPs); convolutions stay in
+bf16. Layers whose in or out features are not multiples of 16 (what float8 GEMMs need) stay
+bf16 too.
+
+``nn.Linear`` modules are swapped for ``Float8Linear``; kiln's ``Dense`` keeps its module and
+routes its product through a ``Float8Linear`` that shares its parameters, so state dicts,
+checkpoints and saved models keep their keys either way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kiln._extras import require
+from kiln._fp8 import fp8_unsupported
+from kiln.layers import Dense
+
+
+def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
+    """Give ``model``'s eligible linear layers float8 products, in place; returns their names.
+
+    On anything but a float8-capable GPU this raises, unless the device is the CPU in a test
+    that has patched ``fp8_unsupported``: then torchao's emulation (float8 rounding in fp32)
+    runs the same code."""
+    if reason := fp8_unsupported(device):
+        raise ValueError(
+            f"precision='fp8' cannot train here: {reason}. Use precision='bf16' (the default on "
+            "GPUs that support it) or 'fp16'."
+        )
+    require("torchao", "fp8")
+    from torchao.float8 import Float8LinearConfig
+    from torchao.float8.float8_linear import Float8Linear
+
+    config = Float8LinearConfig(emulate=device.type != "cuda")
+    converted = []
+    for name, module in list(model.named_modules()):
+        is_linear = type(module) is nn.Linear and name != ""  # a bare nn.Linear: no parent
+        if not (is_linear or isinstance(module, Dense)) or not _eligible(module.weight):
+            continue
+        if is_linear:
+            parent, _, child = name.rpartition(".")
+            float8 = Float8Linear.from_float(module, config)
+            model.get_submodule(parent).register_module(child, float8)
+        else:
+            module.use_linear(Float8Linear.from_float(_linear_view(module), config).forward)
+        converted.append(name)
+    if not converted:
+        raise ValueError(
+            "precision='fp8' runs linear layers (nn.Linear or kiln's Dense) whose in and out "
+            "features are multiples of 16 in float8, and this model has none: use "
+            "precision='bf16'."
+        )
+    return converted
+
+
+def _eligible(weight: torch.Tensor) -> bool:
+    out_features, in_features = weight.shape
+    return in_features % 16 == 0 and out_features % 16 == 0
+
+
+def _linear_view(dense: Dense) -> nn.Linear:
+    """An ``nn.Linear`` whose parameters are ``dense``'s own (what ``from_float`` converts)."""
+    linear = nn.Linear(dense.in_features, dense.units, bias=False, device="meta")
+    linear.weight = dense.weight
+    linear.register_parameter("bias", dense.bias)
+    return linear
