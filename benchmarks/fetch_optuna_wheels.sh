@@ -15,6 +15,8 @@ DEST=${DEST:-.whl}
 # start at a time (it warns), which would make its latency look worse than users see it
 PACKAGES=(optuna==5.0.0 alembic colorlog sqlalchemy tqdm PyYAML packaging Mako MarkupSafe
           typing_extensions greenlet)
+# kiln's precision="fp8" (training and deploy) and benchmarks/train_fp8.py
+PACKAGES+=(torchao==0.18.0)
 if [[ "${PLOTS:-1}" == 1 ]]; then
     PACKAGES+=(matplotlib contourpy cycler fonttools kiwisolver pillow pyparsing python-dateutil
                six tzdata)

@@ -13,6 +13,7 @@
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh lenet_variants # 1x H100: kiln's LeNet-5 with each speed option
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
+#   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
@@ -174,6 +175,11 @@ lenet_gather)  # the gather-in-graph experiment alone: kiln and the hand loops, 
         --only kiln,kiln-gather,torch-cudagraph-compile-bf16,torch-cudagraph-compile-bf16-gather \
         --json "$OUT/lenet_gather.json"
     ;;
+fp8)  # precision="fp8" against bf16: kiln's fit() and hand loops on a wide MLP (carry torchao)
+    precompile
+    step train_fp8 300 python3 benchmarks/train_fp8.py
+    step fp8_tests 200 python3 -m pytest -q -p no:cacheprovider -m gpu tests/train/test_fp8.py
+    ;;
 first_step)  # LeNet-5's time to its first step, cold and warm caches, by compile phase
     precompile
     step first_step 300 python3 scripts/first_step_profile.py --device cuda \
@@ -242,7 +248,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_variants|first_step|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

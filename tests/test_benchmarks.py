@@ -235,3 +235,14 @@ def test_tune_lenet_smoke_run_prunes_and_its_numbers_add_up(tmp_path):
         png = (tmp_path / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert re.search(r"^\| successive_halving \| 8 \| \d \| [1-9] \| 0 \|", run.stdout, re.M)
+
+
+def test_train_fp8_smoke_run_prints_every_row_against_kiln_fp8():
+    pytest.importorskip("torchao.float8")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_fp8.py"
+    run = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = dict(re.findall(r"^\| (\S+) \| [0-9.]+ \| [0-9,]+ \| ([0-9.]+)x \|$", run.stdout, re.M))
+    assert set(rows) == {"kiln-bf16", "kiln-fp8", "hand-bf16", "hand-fp8"}
+    assert rows["kiln-fp8"] == "1.00"
