@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
+from torch import nn
 
 MIN_CAPABILITY = (8, 9)  # Ada, Hopper, Blackwell: the GPUs with float8 tensor cores
 
@@ -16,3 +19,28 @@ def fp8_unsupported(device: torch.device) -> str | None:
         name = torch.cuda.get_device_name(device)
         return f"fp8 needs compute capability >= 8.9; {name} has {capability[0]}.{capability[1]}"
     return None
+
+
+def strip_float8(model: nn.Module) -> nn.Module:
+    """Take the float8 products of ``precision="fp8"`` training out of ``model``, in place:
+    each ``Dense`` back on ``F.linear``, each torchao ``Float8Linear`` replaced by an
+    ``nn.Linear`` holding the same parameters. For copies that ``torch.export`` traces
+    (deployment chooses its own precision); returns ``model``."""
+    float8 = _float8_linear_type()
+    for name, module in list(model.named_modules()):
+        if getattr(module, "_linear", None) is not None:
+            module.use_linear(None)  # type: ignore[operator]
+        if float8 is not None and isinstance(module, float8) and name:
+            parent, _, child = name.rpartition(".")
+            plain = nn.Linear(module.in_features, module.out_features, device="meta")
+            plain.weight = module.weight
+            plain.register_parameter("bias", module.bias)
+            model.get_submodule(parent).register_module(child, plain)
+    return model
+
+
+def _float8_linear_type() -> type[nn.Linear] | None:
+    """torchao's Float8Linear when torchao is loaded (a model holding one has loaded it)."""
+    if "torchao.float8.float8_linear" not in sys.modules:
+        return None
+    return sys.modules["torchao.float8.float8_linear"].Float8Linear  # type: ignore[no-any-return]

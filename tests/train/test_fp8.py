@@ -3,12 +3,15 @@ tests run torchao's emulation (float8 rounding in fp32) through the same code.""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import kiln
+import kiln._fp8
 from kiln import layers as L
 from kiln.train import _fp8
 
@@ -101,3 +104,26 @@ def test_fp8_matches_bf16_accuracy_on_the_digits():
             runs.append(model.evaluate(xt, yt, verbose=0)["accuracy"])
         accuracy[precision] = sum(runs) / len(runs)
     assert abs(accuracy["fp8"] - accuracy["bf16"]) <= 0.005, accuracy
+
+
+def test_a_model_trained_in_fp8_deploys_and_keeps_training_in_fp8(emulated):
+    pytest.importorskip("onnx")
+    from kiln import deploy
+
+    x, y = _data()
+    model = _mlp()
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", precision="fp8")
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    plain = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 16))
+    _fp8.convert_linears(plain, torch.device("cpu"))
+    for trained in (model.eval(), plain.eval()):
+        products = [m._linear for m in trained.modules() if hasattr(m, "_linear")]
+        kinds = [type(m) for m in trained.modules()]
+        engine = deploy.optimize(trained, x[:4], precision="fp32", batch_sizes=(1, 4),
+                                 device="cpu")  # fmt: skip
+        with torch.no_grad():  # what the engine computes: the trained weights, exact products
+            reference = kiln._fp8.strip_float8(copy.deepcopy(trained))(x[:4])
+        torch.testing.assert_close(engine(x[:4]), reference, rtol=1e-4, atol=1e-5)
+        # the model itself still runs its float8 products afterwards
+        assert [m._linear for m in trained.modules() if hasattr(m, "_linear")] == products
+        assert [type(m) for m in trained.modules()] == kinds

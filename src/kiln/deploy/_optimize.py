@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.export import ExportedProgram
 
-from kiln._fp8 import fp8_unsupported
+from kiln._fp8 import fp8_unsupported, strip_float8
 from kiln.deploy._aoti import inductor_options, jit_compile, load_package
 from kiln.deploy._aoti_probe import probe_packages
 from kiln.deploy._builds import build_packages, default_jobs
@@ -348,5 +348,7 @@ def resolve_device(device: torch.device) -> torch.device:
 
 def _snapshot(model: nn.Module, device: torch.device) -> nn.Module:
     """A copy of ``model`` on ``device``: the engine and what ``save`` writes are a snapshot,
-    whatever happens to the caller's model later (training on, moving it)."""
-    return copy_module(model).to(device)
+    whatever happens to the caller's model later (training on, moving it). A model trained with
+    ``precision="fp8"`` is copied without its float8 products: its weights are full precision,
+    and the engine's precision is optimize's choice."""
+    return strip_float8(copy_module(model)).to(device)
