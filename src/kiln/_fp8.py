@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import cast
 
 import torch
 from torch import nn
@@ -26,17 +27,26 @@ def strip_float8(model: nn.Module) -> nn.Module:
     each ``Dense`` back on ``F.linear``, each torchao ``Float8Linear`` replaced by an
     ``nn.Linear`` holding the same parameters. For copies that ``torch.export`` traces
     (deployment chooses its own precision); returns ``model``."""
+    from kiln.layers import Dense
+
     float8 = _float8_linear_type()
     for name, module in list(model.named_modules()):
-        if getattr(module, "_linear", None) is not None:
-            module.use_linear(None)  # type: ignore[operator]
-        if float8 is not None and isinstance(module, float8) and name:
+        if isinstance(module, Dense):
+            module.use_linear(None)
+        elif float8 is not None and isinstance(module, float8) and name:
             parent, _, child = name.rpartition(".")
-            plain = nn.Linear(module.in_features, module.out_features, device="meta")
-            plain.weight = module.weight
-            plain.register_parameter("bias", module.bias)
+            plain = linear_of(module.weight, module.bias)
             model.get_submodule(parent).register_module(child, plain)
     return model
+
+
+def linear_of(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """An ``nn.Linear`` holding these very parameters (no copy)."""
+    out_features, in_features = weight.shape
+    linear = nn.Linear(in_features, out_features, bias=False, device="meta")
+    linear.register_parameter("weight", cast(nn.Parameter, weight))
+    linear.register_parameter("bias", cast("nn.Parameter | None", bias))
+    return linear
 
 
 def _float8_linear_type() -> type[nn.Linear] | None:

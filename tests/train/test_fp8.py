@@ -77,6 +77,16 @@ def test_fp8_training_learns_what_fp32_learns(emulated):
     assert accuracy["fp32"] > 0.9 and abs(accuracy["fp8"] - accuracy["fp32"]) < 0.05, accuracy
 
 
+def test_a_torch_model_compiled_twice_for_fp8_trains_both_times(emulated):
+    x, y = _data()
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    for _ in range(2):  # the second compile() finds its linears converted already
+        kiln.train.Trainer(model, loss="cross_entropy", device="cpu", precision="fp8").fit(
+            x, y, epochs=1, verbose=0
+        )
+    assert type(model[0]).__name__ == "Float8Linear" and type(model[2]) is nn.Linear
+
+
 def test_a_model_without_eligible_linears_is_refused_with_the_reason(emulated):
     model = kiln.Sequential([kiln.Input((12,)), L.Dense(10)])
     model.compile(optimizer="adam", loss="cross_entropy", device="cpu", precision="fp8")

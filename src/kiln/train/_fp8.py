@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kiln._extras import require
-from kiln._fp8 import fp8_unsupported
+from kiln._fp8 import fp8_unsupported, linear_of
 from kiln.layers import Dense
 
 
@@ -40,15 +40,18 @@ def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
     config = Float8LinearConfig(emulate=device.type != "cuda")
     converted = []
     for name, module in list(model.named_modules()):
+        if isinstance(module, Float8Linear):  # converted by an earlier compile()
+            converted.append(name)
+            continue
         is_linear = type(module) is nn.Linear and name != ""  # a bare nn.Linear: no parent
         if not (is_linear or isinstance(module, Dense)) or not _eligible(module.weight):
             continue
+        float8 = Float8Linear.from_float(linear_of(module.weight, module.bias), config)
         if is_linear:
             parent, _, child = name.rpartition(".")
-            float8 = Float8Linear.from_float(module, config)
             model.get_submodule(parent).register_module(child, float8)
         else:
-            module.use_linear(Float8Linear.from_float(_linear_view(module), config).forward)
+            module.use_linear(float8.forward)
         converted.append(name)
     if not converted:
         raise ValueError(
@@ -62,11 +65,3 @@ def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
 def _eligible(weight: torch.Tensor) -> bool:
     out_features, in_features = weight.shape
     return in_features % 16 == 0 and out_features % 16 == 0
-
-
-def _linear_view(dense: Dense) -> nn.Linear:
-    """An ``nn.Linear`` whose parameters are ``dense``'s own (what ``from_float`` converts)."""
-    linear = nn.Linear(dense.in_features, dense.units, bias=False, device="meta")
-    linear.weight = dense.weight
-    linear.register_parameter("bias", dense.bias)
-    return linear
