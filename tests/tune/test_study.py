@@ -1,5 +1,6 @@
 """Studies: ask/tell, trial states, failures, workers, Pareto front and hypervolume."""
 
+import gc
 import operator
 import os
 import threading
@@ -143,6 +144,7 @@ class _SlowGarbage:
 
 
 def _leaves_slow_garbage(trial):
+    gc.disable()  # in this worker process: only its cleanup's gc.collect() frees the cycle
     _SlowGarbage(f"{trial.params['stamps']}/{trial.number}")
     return {"number": float(trial.number)}
 
@@ -169,6 +171,7 @@ def _dies(trial):
     if trial.number == 1:
         os._exit(3)  # as a segfault or the OOM killer would, mid-trial
     if trial.number == 2:
+        gc.disable()  # in this worker process: only its cleanup's gc.collect() frees it
         _ExitsWhenFreed()  # after the result is sent, in the worker's cleanup
     return {"number": float(trial.number)}
 
