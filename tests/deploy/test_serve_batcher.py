@@ -93,7 +93,9 @@ def test_queue_limits_and_engine_errors():
             raise RuntimeError("cuBLAS went away")
 
     async def scenario() -> None:
-        batcher = _batcher(Broken(), torch.device("cpu"), max_delay=0.5, max_queue=3)
+        # the queue must hold what arrives: no batch runs at one of the sizes (1, 2, 4) early
+        batcher = _batcher(Broken(), torch.device("cpu"), max_delay=0.5, max_queue=3,
+                           preferred_sizes=False)  # fmt: skip
         batcher.start(asyncio.get_running_loop())
         try:
             with pytest.raises(TooLargeError, match="queues at most 3 samples; this request has 4"):
