@@ -12,6 +12,7 @@
 #   scripts/gpu_session.sh aoti_graph # 1x H100: where kiln's packaged engine faults (4 variants)
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
 #   scripts/gpu_session.sh lenet_variants # 1x H100: kiln's LeNet-5 with each speed option
+#   scripts/gpu_session.sh lenet_profile # 1x H100: LeNet-5's kernels per step, kiln vs hand loop
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
@@ -188,6 +189,12 @@ first_step)  # LeNet-5's time to its first step, cold and warm caches, by compil
     step first_step 300 python3 scripts/first_step_profile.py --device cuda \
         --json "$OUT/first_step.json"
     ;;
+lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, kiln ungraphed
+    precompile
+    step lenet_profile 200 python3 scripts/lenet_kernel_profile.py --steps 50 \
+        --json "$OUT/lenet_profile.json"
+    grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
+    ;;
 lenet_variants)  # which of kiln's options takes LeNet-5's step towards 0.12 s/epoch
     precompile
     step lenet_variants 330 python3 benchmarks/train_speed.py --workload lenet \
@@ -251,7 +258,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_profile|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
