@@ -13,8 +13,6 @@ model (``kiln.zoo.create_model("resnet50")``) and random inputs:
   ``serve_http.py --repository`` serves. The competitors get their inputs already normalized.
 
 Every row's reference inputs are random uint8 images, normalized; kiln's rows get the images.
-kiln's engines time cuDNN's convolution algorithms while capturing their graphs; the competitors
-run with torch's default (``torch.backends.cudnn.benchmark`` off) unless ``--cudnn-benchmark``.
 
 Latency is one call at batch 1 (p50, p99), waited for with ``synchronize``; throughput is batch /
 mean latency per batch size. ``rel err`` is max |out - ref| / max |ref| against eager fp32 with
@@ -399,9 +397,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     setting = "a torch._inductor.config setting for kiln rows (repeatable)"
     parser.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                         help=setting)  # fmt: skip
-    parser.add_argument("--cudnn-benchmark", action="store_true",
-                        help="time cuDNN's algorithms for the competitors too (kiln's engines "
-                        "always do while capturing their graphs)")  # fmt: skip
     parser.add_argument("--jobs", type=int, help="parallel package builds (default: cores / 4)")
     parser.add_argument("--onnx", action="store_true", help="also export model.onnx (slow)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -442,7 +437,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)  # CI's cores are shared; timings are a smoke test there
     args.device_name = (torch.cuda.get_device_name(args.device) if args.device.type == "cuda"
                         else "cpu")  # fmt: skip
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     torch.manual_seed(0)
     model = kiln.zoo.create_model(args.model, image_size=args.image_size).eval().to(args.device)
     images = torch.randint(0, 256, (8, *args.shape[1:], 3), dtype=torch.uint8)

@@ -120,9 +120,6 @@ deploy)
     step inference 330 python3 benchmarks/inference.py --repository /tmp/repo \
         --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
         --batch-sizes 1,8,64,256 --autotune none --out "$OUT/inference.json"
-    # kiln's graphs now time cuDNN's algorithms: the hand-captured graph given the same
-    step inference_cudnn 120 python3 benchmarks/inference.py --only eager-cudagraph \
-        --batch-sizes 1,8,64,256 --cudnn-benchmark --out "$OUT/inference_cudnn.json"
     # 2026-11-28: 2,534 img/s at 1 client (p99 3.8 ms), 5,606 at 8 (p99 19 ms), before
     # preferred batch sizes; now the levels between, the old wait (A/B), the server alone
     step serve_http 110 python3 benchmarks/serve_http.py --repository /tmp/repo \

@@ -7,8 +7,7 @@ single-threaded and on one stream, so their intermediates never overlap in time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,18 +25,12 @@ class GraphRunner:
     ``fn`` itself, whose memory the kernels use (an AOTInductor package frees its weights with
     its runner: a replay then read freed memory, "an illegal memory access", H100, 2026-11-28).
     ``pool`` is the memory pool to capture into (another runner's ``pool``, or None).
-
-    ``cudnn_benchmark`` times cuDNN's convolution algorithms for these shapes during the warm-up
-    (``torch.backends.cudnn.benchmark`` for the duration of the capture only): the graph keeps
-    the winners, so replays pay nothing for it. Without it cuDNN takes its heuristic's first
-    choice, as it does for any convolution torch runs with the flag off (its default).
     """
 
     def __init__(self, fn: Runner, example: torch.Tensor, pool: Any = None,
-                 warmup: int = 3, cudnn_benchmark: bool = True) -> None:  # fmt: skip
+                 warmup: int = 3) -> None:  # fmt: skip
         self.source = fn
-        # streams and the capture on the input's GPU
-        with torch.cuda.device(example.device), _cudnn_benchmark(cudnn_benchmark):
+        with torch.cuda.device(example.device):  # streams and the capture on the input's GPU
             self.input = example.clone()
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
@@ -55,14 +48,3 @@ class GraphRunner:
         self.input.copy_(batch)
         self.graph.replay()
         return self.output
-
-
-@contextmanager
-def _cudnn_benchmark(on: bool) -> Iterator[None]:
-    """``torch.backends.cudnn.benchmark`` on for the block when ``on``; other settings untouched."""
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = on or before
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
