@@ -14,6 +14,9 @@ checkpoints and saved models keep their keys either way.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -38,6 +41,7 @@ def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
     from torchao.float8.float8_linear import Float8Linear
 
     config = Float8LinearConfig(emulate=device.type != "cuda")
+    float8_linear = _autocast_safe(Float8Linear)
     converted = []
     for name, module in list(model.named_modules()):
         if isinstance(module, Float8Linear):  # converted by an earlier compile()
@@ -46,7 +50,7 @@ def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
         is_linear = type(module) is nn.Linear and name != ""  # a bare nn.Linear: no parent
         if not (is_linear or isinstance(module, Dense)) or not _eligible(module.weight):
             continue
-        float8 = Float8Linear.from_float(linear_of(module.weight, module.bias), config)
+        float8 = float8_linear.from_float(linear_of(module.weight, module.bias), config)
         if is_linear:
             parent, _, child = name.rpartition(".")
             model.get_submodule(parent).register_module(child, float8)
@@ -65,3 +69,25 @@ def convert_linears(model: nn.Module, device: torch.device) -> list[str]:
 def _eligible(weight: torch.Tensor) -> bool:
     out_features, in_features = weight.shape
     return in_features % 16 == 0 and out_features % 16 == 0
+
+
+@functools.cache
+def _autocast_safe(float8_linear: type[nn.Module]) -> Any:
+    """torchao's ``Float8Linear`` that runs under autocast in inference mode too.
+
+    Under autocast, torch casts a product's operands to the autocast dtype; in inference mode
+    that cast reaches torchao's float8 weight, which refuses it ("attempting to run
+    aten.to.dtype", torchao 0.18: ``evaluate`` after fp8 training failed on the H100,
+    2026-11-28). This casts the input to the autocast dtype itself, as torchao does, and runs
+    the float8 product with autocast off: the same result, in or out of inference mode."""
+
+    class AutocastSafeFloat8Linear(float8_linear):  # type: ignore[valid-type,misc]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            device = x.device.type
+            if not torch.is_autocast_enabled(device):
+                return super().forward(x)  # type: ignore[no-any-return]
+            dtype = torch.get_autocast_dtype(device)
+            with torch.autocast(device, enabled=False):
+                return super().forward(x.to(dtype))  # type: ignore[no-any-return]
+
+    return AutocastSafeFloat8Linear
