@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CHILD = r"""
 import json, sys, time
@@ -33,6 +34,8 @@ n = opts["samples"]
 x, y = torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))
 model = kiln.zoo.create_model("lenet5")
 extra = {"compile": True} if opts["compile"] else {}
+if opts["cudnn_benchmark"] is not None:
+    extra["cudnn_benchmark"] = opts["cudnn_benchmark"]
 model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
               device=opts["device"], **extra)
 marks = {}
@@ -44,8 +47,19 @@ class Clock(kiln.train.callbacks.Callback):
                 torch.cuda.synchronize()
             marks[f"step {step}"] = time.perf_counter() - t2
 
+profiler = None
+if opts["cprofile"]:
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 t2 = time.perf_counter()
 model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[Clock()], track=False)
+if profiler is not None:
+    profiler.disable()
+    import io, pstats
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
+    open(opts["cprofile"], "w").write(text.getvalue())
 if opts["device"].startswith("cuda"):
     torch.cuda.synchronize()
 marks["epoch"] = time.perf_counter() - t2
@@ -66,7 +80,9 @@ PHASES = 12  # the longest compile phases printed per run
 
 def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
-    opts = {"device": args.device, "samples": args.samples, "compile": args.compile}
+    opts = {"device": args.device, "samples": args.samples, "compile": args.compile,
+            "cudnn_benchmark": {"on": True, "off": False}.get(args.cudnn_benchmark),
+            "cprofile": f"{cache}/{kind}.prof.txt" if args.cprofile else None}  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
                          capture_output=True, text=True, timeout=args.timeout)  # fmt: skip
@@ -83,6 +99,13 @@ def main() -> None:
     parser.add_argument("--runs", default="cold,warm", help="cold, warm, or both in order")
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
+    parser.add_argument("--cudnn-benchmark", choices=["auto", "on", "off"], default="auto",
+                        help="fit()'s cudnn_benchmark (auto: on for GPUs)")  # fmt: skip
+    parser.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="print cProfile's top functions under fit() for each run",
+    )
     parser.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
     parser.add_argument("--timeout", type=float, default=240)
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -97,6 +120,8 @@ def main() -> None:
         top = sorted(r["phases"].items(), key=lambda kv: -kv[1])[:PHASES]
         for name, seconds in top:
             print(f"  {seconds:7.2f} s  {name}")
+        if args.cprofile:
+            print(Path(f"{cache}/{kind}.prof.txt").read_text(), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -141,7 +141,9 @@ deploy_jit)  # kiln rows compiled in process (no AOTInductor packages: torch's l
         --batch-sizes 1,64,256 --autotune none --out "$OUT/inference_jit.json"
     ;;
 gpu_tests)
-    step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider tests
+    # shellcheck disable=SC2086
+    step gpu_tests 300 python3 -X faulthandler -m pytest -vv -m gpu -p no:cacheprovider \
+        ${GPU_TESTS:-tests}
     ;;
 aoti_check)  # which AOTInductor build/load settings survive torch's loader here, with the
     # image's packages alone (the carried wheels made no difference, 2026-11-27), C++ frames of
@@ -183,13 +185,14 @@ fp8)  # precision="fp8" against bf16: kiln's fit() and hand loops on a wide MLP 
     ;;
 first_step)  # LeNet-5's time to its first step, cold and warm caches, by compile phase
     precompile
+    # shellcheck disable=SC2086
     step first_step 300 python3 scripts/first_step_profile.py --device cuda \
-        --json "$OUT/first_step.json"
+        --json "$OUT/first_step.json" ${FIRST_STEP_ARGS:-}
     ;;
 lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, kiln ungraphed
     precompile
     step lenet_profile 200 python3 scripts/lenet_kernel_profile.py --steps 50 \
-        --json "$OUT/lenet_profile.json"
+        --runs "${PROFILE_RUNS:-kiln,hand,kiln-no-graphs}" --json "$OUT/lenet_profile.json"
     grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
     ;;
 lenet_variants)  # which of kiln's options takes LeNet-5's step towards 0.12 s/epoch

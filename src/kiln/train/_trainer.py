@@ -46,6 +46,7 @@ from kiln.train._history import History, NonFiniteLossError
 from kiln.train._objective import Objective
 from kiln.train._optimizers import make_optimizer
 from kiln.train._resume import restore_checkpoint, save_checkpoint
+from kiln.train._split_adam import split_fused_adam
 
 
 class Trainer:
@@ -105,6 +106,7 @@ class Trainer:
         self._gather_step: CudaGraphStep | None = None
         self.channels_last = False
         self._step_fn: Any = None
+        self._optimizer_step: Callable[[], Any] | None = None  # chosen with the step
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if strategy not in ("auto", "ddp", "fsdp"):
             raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
@@ -308,7 +310,7 @@ class Trainer:
             self.scaler.update()
         else:
             loss.backward()
-            optimizer.step()
+            (self._optimizer_step or optimizer.step)()
         optimizer.zero_grad(set_to_none=True)
 
     def _read_logs(self) -> Logs:
@@ -476,6 +478,7 @@ class Trainer:
         """Pick the step: compiled or not, captured in CUDA graphs or not."""
         assert self.optimizer is not None
         options = self._fast_options
+        self._optimizer_step = split_fused_adam(self.optimizer, self.device) or self.optimizer.step
         compiled = use_compile(options["compile"], self.device)
         mode = compile_mode(options["compile"])
         self._forward_loss_fn = (
