@@ -11,6 +11,7 @@
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
 #   scripts/gpu_session.sh aoti_graph # 1x H100: where kiln's packaged engine faults (4 variants)
 #   scripts/gpu_session.sh lenet      # 1x H100: train_speed.py LeNet-5, cold and warm cache
+#   scripts/gpu_session.sh lenet_conv # 1x H100: small convolutions as products vs cuDNN
 #   scripts/gpu_session.sh lenet_variants # 1x H100: kiln's LeNet-5 with each speed option
 #   scripts/gpu_session.sh lenet_profile # 1x H100: LeNet-5's kernels per step, kiln vs hand loop
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
@@ -195,6 +196,15 @@ lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, 
         --runs "${PROFILE_RUNS:-kiln,hand,kiln-no-graphs}" --json "$OUT/lenet_profile.json"
     grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
     ;;
+lenet_conv)  # LeNet-5's small convolutions as matrix products (default) against cuDNN
+    precompile
+    step lenet_conv 200 python3 benchmarks/train_speed.py --workload lenet \
+        --only kiln,kiln-cudnn,kiln-conv-unfold,torch-cudagraph-compile-bf16 \
+        --json "$OUT/lenet_conv.json"
+    step lenet_conv_profile 80 python3 scripts/lenet_kernel_profile.py --steps 50 --runs kiln \
+        --json "$OUT/lenet_conv_profile.json"
+    grep -v "^\[" "$OUT/lenet_conv_profile.log" | head -n 45
+    ;;
 lenet_variants)  # which of kiln's options takes LeNet-5's step towards 0.12 s/epoch
     precompile
     step lenet_variants 330 python3 benchmarks/train_speed.py --workload lenet \
@@ -258,7 +268,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_profile|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -85,6 +85,23 @@ def lenet_coordinate_descent(cfg: Config) -> dict:
     return _lenet_variant(cfg, "coordinate_descent_tuning")
 
 
+def lenet_cudnn(cfg: Config) -> dict:
+    """kiln with its small convolutions left to cuDNN under torch.compile (before 2026-11-28:
+    ``kiln.layers.Conv2D.matmul_when_compiled = False``)."""
+    from kiln.layers._conv import _Conv
+
+    _Conv.matmul_when_compiled = False
+    return _lenet_variant(cfg, "convolutions by cuDNN")
+
+
+def lenet_conv_unfold(cfg: Config) -> dict:
+    """kiln with the small convolutions' rows cut by ``Tensor.unfold`` (atomic adds backward)."""
+    from kiln.layers import _conv_matmul
+
+    _conv_matmul.ROWS = "unfold"
+    return _lenet_variant(cfg, "rows by unfold")
+
+
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:
     x, y = lenet_arrays(cfg.samples)
     x, y = torch.from_numpy(x), torch.from_numpy(y)

@@ -14,6 +14,7 @@ from kiln.layers import _initializers as initializers
 from kiln.layers import _padding as padding_
 from kiln.layers._base import Layer
 from kiln.layers._config import serialize_callables
+from kiln.layers._conv_matmul import conv2d_as_matmul, use_matmul
 from kiln.layers._validate import CHANNEL_HINT, expect_rank, expect_size, int_tuple, positive_int
 
 IntOrTuple = int | tuple[int, ...]
@@ -31,6 +32,8 @@ class _Conv(Layer):
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]] = ("valid", "same")
     conv: ClassVar[Callable[..., Tensor]]
+    # small 2-D convolutions run as a matrix product under torch.compile on GPUs (_conv_matmul)
+    matmul_when_compiled: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -96,10 +99,23 @@ class _Conv(Layer):
             x, self.padding, self.kernel_size, self.strides, self.dilation_rate
         )
         x, sym = padding_.apply(x, pads)
+        if (y := self._as_matmul(x, sym)) is not None:
+            return self.activation(y)
         y = type(self).conv(
             x, self.weight, self.bias, self.strides, sym, self.dilation_rate, self.groups
         )
         return self.activation(y)
+
+    def _as_matmul(self, x: Tensor, sym: tuple[int, ...]) -> Tensor | None:
+        """The convolution as a matrix product when it is small and being compiled (see
+        ``_conv_matmul``); None: run ``conv``."""
+        compiling = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        if not (self.rank == 2 and self.matmul_when_compiled and compiling):
+            return None  # eager, or exported for deployment (its passes look for convolutions)
+        padded = F.pad(x, padding_.flat([(p, p) for p in sym])) if any(sym) else x
+        if not use_matmul(padded, self.weight, self.strides, self.dilation_rate, self.groups):
+            return None
+        return conv2d_as_matmul(padded, self.weight, self.bias, self.strides)
 
     def get_config(self) -> dict[str, Any]:
         return serialize_callables(super().get_config())

@@ -1,0 +1,65 @@
+"""Small 2-D convolutions as one matrix product, for torch.compile on GPUs.
+
+cuDNN is built for large convolutions. For small ones, like LeNet-5's (1 -> 6 and 6 -> 16
+channels, 5x5, batch 128), it pads the channels to 8 in extra kernels and runs generic
+kernels: on an H100 the two forward convolutions took 31 us, the second one's weight gradient
+(three Winograd kernels) 33 us, of a 211 us training step (2026-11-28,
+``scripts/lenet_kernel_profile.py``). The same convolution as a product of its unfolded input
+(N*Ho*Wo rows of kh*kw*C values, laid out as channels_last memory already is) and the weight
+lets Inductor write the unfolding into one generated kernel, fused with the casts around it,
+and leaves cuBLAS a small matrix product; autograd derives the backward from the same ops.
+
+Used only while torch.compile traces with static shapes (eager code keeps cuDNN: there each
+window would be a kernel launch of its own; ``torch.export`` too, for deployment's passes that
+fold convolutions), on CUDA, for ungrouped, undilated convolutions whose unfolded input stays
+small (``MAX_COLUMNS``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MAX_COLUMNS = 1 << 23  # elements of the unfolded input: 8M (LeNet-5 at batch 128: 2.5M)
+MAX_DEPTH = 512  # kh * kw * C: one row of the product
+DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
+# how the rows are cut: "slices" (one strided slice per kernel offset, stacked: the backward
+# sums shifted gradients, no atomics) or "unfold" (Tensor.unfold: the backward scatters with
+# atomic adds)
+ROWS = "slices"
+
+
+def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tuple[int, ...],
+               groups: int) -> bool:  # fmt: skip
+    """Whether this convolution (``x`` padded already) is small enough to run as a product."""
+    if x.device.type not in DEVICE_TYPES or not all(isinstance(d, int) for d in x.shape):
+        return False  # another device, or dynamic shapes (the size rule needs numbers)
+    if groups != 1 or any(d != 1 for d in dilation) or x.dim() != 4:
+        return False
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2:]
+    ho, wo = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
+    depth = c * kh * kw
+    return depth <= MAX_DEPTH and n * ho * wo * depth <= MAX_COLUMNS
+
+
+def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None,
+                     strides: tuple[int, ...]) -> Tensor:  # fmt: skip
+    """``F.conv2d(x, weight, bias, strides)`` (no padding, groups or dilation) as a product;
+    the result is laid out channels_last."""
+    n, _, h, w = x.shape
+    filters, channels, kh, kw = weight.shape
+    sh, sw = strides
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    nhwc = x.permute(0, 2, 3, 1)
+    if ROWS == "unfold":  # windows (N, Ho, Wo, C, kh, kw) as views, then one copy into rows
+        rows = nhwc.unfold(1, kh, sh).unfold(2, kw, sw).reshape(n * ho * wo, -1)
+        flat_weight = weight.reshape(filters, channels * kh * kw)
+    else:  # (N, Ho, Wo, kh * kw, C): the window at each kernel offset, stacked
+        shifted = [nhwc[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw]
+                   for i in range(kh) for j in range(kw)]  # fmt: skip
+        rows = torch.stack(shifted, dim=3).reshape(n * ho * wo, -1)
+        flat_weight = weight.permute(0, 2, 3, 1).reshape(filters, kh * kw * channels)
+    y = F.linear(rows, flat_weight, bias)
+    return y.view(n, ho, wo, filters).permute(0, 3, 1, 2)

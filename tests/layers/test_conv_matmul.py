@@ -1,0 +1,88 @@
+"""Small convolutions as a matrix product (under torch.compile on GPUs): the same values and
+gradients as F.conv2d, and used only where it was meant to be."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kiln
+from kiln import layers as L
+from kiln.layers import _conv_matmul
+from kiln.layers._conv_matmul import conv2d_as_matmul, use_matmul
+
+
+@pytest.mark.parametrize("rows", ["slices", "unfold"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_product_is_the_convolution_and_so_are_its_gradients(
+    stride, channels_last, rows, monkeypatch
+):
+    monkeypatch.setattr(_conv_matmul, "ROWS", rows)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 6, 11, 9, generator=g, dtype=torch.float64)
+    w = torch.randn(16, 6, 5, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(16, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = w.contiguous(memory_format=torch.channels_last)
+    grads = []
+    for fn in (F.conv2d, conv2d_as_matmul):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        y = fn(*leaves, (stride, stride))
+        y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y))
+        grads.append([y.detach()] + [t.grad for t in leaves])
+    for ours, reference in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(ours, reference)
+    assert grads[1][0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_only_small_ungrouped_undilated_convolutions_on_listed_devices_qualify(monkeypatch):
+    x, w = torch.empty(128, 6, 14, 14), torch.empty(16, 6, 5, 5)  # LeNet-5's second
+    assert not use_matmul(x, w, (1, 1), (1, 1), 1)  # the CPU is not listed
+    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
+    assert use_matmul(x, w, (1, 1), (1, 1), 1)
+    assert not use_matmul(x, w, (1, 1), (2, 2), 1)
+    assert not use_matmul(x, torch.empty(16, 3, 5, 5), (1, 1), (1, 1), 2)
+    big = torch.empty(256, 3, 224, 224)  # ResNet-50's stem: 472M unfolded values
+    assert not use_matmul(big, torch.empty(64, 3, 7, 7), (2, 2), (1, 1), 1)
+    deep = torch.empty(8, 64, 14, 14)  # a row of 64 * 3 * 3 = 576 values
+    assert not use_matmul(deep, torch.empty(64, 64, 3, 3), (1, 1), (1, 1), 1)
+
+
+def _lenet() -> kiln.Sequential:
+    torch.manual_seed(0)
+    return kiln.Sequential([
+        kiln.Input((1, 12, 12)),
+        L.Conv2D(6, 5, padding="same", activation="relu"), L.MaxPool2D(2),
+        L.Conv2D(8, 3, activation="relu"), L.Flatten(), L.Dense(10),
+    ])  # fmt: skip
+
+
+def test_compiled_layers_use_the_product_and_match_eager(monkeypatch):
+    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
+    calls = []
+    original = _conv_matmul.conv2d_as_matmul
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(kiln.layers._conv, "conv2d_as_matmul", spy)
+    model = _lenet()
+    x = torch.randn(4, 1, 12, 12)
+    eager = model(x)
+    assert calls == []  # eager code keeps F.conv2d
+    torch._dynamo.reset()
+    compiled = torch.compile(model)(x)
+    assert calls == [(4, 1, 16, 16), (4, 6, 6, 6)]  # the first padded "same" by 2
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_export_keeps_the_convolutions(monkeypatch):
+    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
+    program = torch.export.export(_lenet().eval(), (torch.randn(2, 1, 12, 12),))
+    targets = {str(node.target) for node in program.graph.nodes}
+    assert "aten.conv2d.default" in targets and "aten.linear.default" in targets
+    assert sum(str(node.target) == "aten.conv2d.default" for node in program.graph.nodes) == 2
