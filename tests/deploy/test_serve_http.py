@@ -204,8 +204,10 @@ def test_uint8_json_out_of_range_and_unsupported_media_type(url):
 def test_concurrent_requests_share_one_batch_and_metrics_parse():
     model = Gated().eval()
     engine = eager_engine(model, torch.zeros(1, 4), (1, 8))
+    # take-all: no warm-up call meets the gate, and no timed choice splits the eight
+    app = inference_app({"gated": engine}, max_delay_ms=0, preferred_sizes=False)
     with (
-        serving(inference_app({"gated": engine}, max_delay_ms=0)) as url,
+        serving(app) as url,
         ThreadPoolExecutor(9) as pool,
     ):
         infer = f"{url}/v1/models/gated/infer"
@@ -234,7 +236,7 @@ def test_concurrent_requests_share_one_batch_and_metrics_parse():
 def test_a_full_queue_answers_429_at_once_and_the_engine_error_500_only_its_batch():
     model = Gated().eval()
     engine = eager_engine(model, torch.zeros(1, 4), (1, 8))
-    app = inference_app({"gated": engine}, max_delay_ms=0, max_queue=4)
+    app = inference_app({"gated": engine}, max_delay_ms=0, max_queue=4, preferred_sizes=False)
     with serving(app) as url, ThreadPoolExecutor(3) as pool:
         infer = f"{url}/v1/models/gated/infer"
         first = pool.submit(httpx.post, infer, json={"inputs": [[1.0] * 4]})
