@@ -289,6 +289,31 @@ def test_ready_waits_for_the_loader_and_reports_its_failure(linear):
             "/models/resnet"  # fmt: skip
 
 
+class _Gate(torch.nn.Module):
+    """The identity, whose calls wait at the gate while it is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed, self.opened = False, threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.closed:
+            self.opened.wait(30)
+        return x
+
+
+def test_ready_waits_until_the_batch_sizes_are_timed():
+    gate = _Gate()
+    engine = eager_engine(gate, torch.zeros(1, 4), (1, 8))
+    gate.closed = True  # the batcher's timing calls wait now
+
+    with serving(inference_app(lambda: {"gate": engine})) as url:
+        waiting = httpx.get(f"{url}/health/ready")
+        assert waiting.status_code == 503
+        gate.opened.set()
+        _wait(lambda: httpx.get(f"{url}/health/ready").status_code == 200)
+
+
 def test_tokens_beyond_loopback(tmp_path, linear):
     from kiln.track import Store
 

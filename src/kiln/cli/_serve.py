@@ -32,7 +32,8 @@ def add_parsers(subparsers: Any) -> None:
         "--no-preferred-sizes",
         dest="preferred_sizes",
         action="store_false",
-        help="wait out --max-delay-ms even when the queue holds one of the batch sizes",
+        help="wait out --max-delay-ms even when the queue holds one of the batch sizes, and "
+        "take every queued request (not the ones the engine serves cheapest per sample)",
     )
     serve.add_argument(
         "--max-queue",

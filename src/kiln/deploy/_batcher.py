@@ -109,6 +109,7 @@ class Batcher:
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()  # set once the worker serves (after timing the sizes)
         self._staging: tuple[torch.Tensor, np.ndarray] | None = None  # pinned (CUDA engines)
 
     @property
@@ -165,9 +166,15 @@ class Batcher:
 
     # ---- the worker thread ----------------------------------------------------------------
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the worker has timed the engine's batch sizes and serves (True), or
+        ``timeout`` seconds passed (False). The server reports ready only after this."""
+        return self._ready.wait(timeout)
+
     def _work(self) -> None:
         if self._timing:
             self._time_batch_sizes()
+        self._ready.set()
         while (requests := self._take()) is not None:
             self._run(requests)
 

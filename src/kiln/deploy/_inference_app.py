@@ -49,13 +49,15 @@ def inference_app(
     """An ASGI app serving ``engines`` (name -> Engine, or a function that loads them).
 
     ``max_delay_ms``: how long a batch waits for more requests after its first; not at all
-    when the queue holds one of the engine's batch sizes exactly, unless ``preferred_sizes``
-    is False (see ``Batcher``).
+    when the queue holds one of the engine's batch sizes exactly; a batch then takes the queued
+    requests the engine serves at the least time per sample. ``preferred_sizes=False`` waits out
+    the delay and takes every request (see ``Batcher``).
     ``max_queue``: samples that may wait; more get 429. ``token_required``: ``/v1`` needs
     ``Authorization: Bearer <token>`` with a token of ``store`` (``kiln token create``).
 
     A loader runs in the background once the server starts; ``/health/ready`` answers 503
-    until it returns. While serving, the interpreter's GIL switch interval drops to 0.1 ms
+    until it returns and each model's batcher has timed its engine's batch sizes. While
+    serving, the interpreter's GIL switch interval drops to 0.1 ms
     (``$KILN_SERVE_SWITCH_INTERVAL_MS``): the engine's thread, waiting for the GIL between
     torch calls, gets it back that soon even while the event loop is busy (with Python's
     default, 5 ms, a dozen such waits per batch would add up in the latency).
@@ -141,6 +143,8 @@ async def _load(
             )
             batcher.start(loop)
             state.batchers[name] = batcher
+        for batcher in state.batchers.values():  # each times its engine's sizes first
+            await asyncio.to_thread(batcher.wait_ready)
         state.ready = True
         log.info("kiln serve: ready with %s", ", ".join(loaded) or "no models")
     except Exception as error:  # reported by /health/ready and on_error
