@@ -50,7 +50,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln-fp32": "kiln_runs:lenet_fp32",
         "kiln-autotune": "kiln_runs:lenet_autotune",
         "kiln-no-cl": "kiln_runs:lenet_no_channels_last",
-        "kiln-cudnn": "kiln_runs:lenet_cudnn",
+        "kiln-conv-mm": "kiln_runs:lenet_conv_matmul",
         "kiln-conv-unfold": "kiln_runs:lenet_conv_unfold",
         "kiln-cdt": "kiln_runs:lenet_coordinate_descent",
         "torch-dataloader": "torch_loops:lenet_dataloader",

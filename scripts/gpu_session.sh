@@ -196,14 +196,16 @@ lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, 
         --runs "${PROFILE_RUNS:-kiln,hand,kiln-no-graphs}" --json "$OUT/lenet_profile.json"
     grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
     ;;
-lenet_conv)  # LeNet-5's small convolutions as matrix products (default) against cuDNN
+lenet_conv)  # LeNet-5's small convolutions as matrix products (experimental) against cuDNN;
+    # 2026-11-28: the profiled step still held cuDNN's convolutions (TORCH_LOGS shows the graph)
     precompile
     step lenet_conv 200 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-cudnn,kiln-conv-unfold,torch-cudagraph-compile-bf16 \
+        --only kiln,kiln-conv-mm,kiln-conv-unfold,torch-cudagraph-compile-bf16 \
         --json "$OUT/lenet_conv.json"
-    step lenet_conv_profile 80 python3 scripts/lenet_kernel_profile.py --steps 50 --runs kiln \
-        --json "$OUT/lenet_conv_profile.json"
-    grep -v "^\[" "$OUT/lenet_conv_profile.log" | head -n 45
+    step lenet_conv_graph 80 env TORCH_LOGS=graph_code python3 scripts/lenet_kernel_profile.py \
+        --steps 50 --runs kiln-conv-mm --json "$OUT/lenet_conv_profile.json"
+    grep -c "conv2d_as_matmul" "$OUT/lenet_conv_graph.log"
+    grep -v "^\[\|^V1" "$OUT/lenet_conv_graph.log" | head -n 45
     ;;
 lenet_variants)  # which of kiln's options takes LeNet-5's step towards 0.12 s/epoch
     precompile

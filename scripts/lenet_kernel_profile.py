@@ -120,8 +120,13 @@ def main() -> None:
             prof = profile_kiln(x, y, args.steps)
         elif run == "kiln-no-graphs":
             prof = profile_kiln(x, y, args.steps, cuda_graphs=False)
+        elif run == "kiln-conv-mm":  # small convolutions as products (experimental)
+            from kiln.layers._conv import _Conv
+
+            _Conv.matmul_when_compiled = True
+            prof = profile_kiln(x, y, args.steps)
         else:
-            raise SystemExit(f"unknown run {run!r}: kiln, hand or kiln-no-graphs")
+            raise SystemExit(f"unknown run {run!r}: kiln, hand, kiln-no-graphs, kiln-conv-mm")
         rows = results[run] = kernels(prof, args.steps)
         show(run, rows, args.limit)
         if args.trace_dir:

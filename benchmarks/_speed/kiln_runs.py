@@ -85,21 +85,23 @@ def lenet_coordinate_descent(cfg: Config) -> dict:
     return _lenet_variant(cfg, "coordinate_descent_tuning")
 
 
-def lenet_cudnn(cfg: Config) -> dict:
-    """kiln with its small convolutions left to cuDNN under torch.compile (before 2026-11-28:
-    ``kiln.layers.Conv2D.matmul_when_compiled = False``)."""
+def lenet_conv_matmul(cfg: Config) -> dict:
+    """kiln with its small convolutions as matrix products under torch.compile (experimental:
+    ``kiln.layers.Conv2D.matmul_when_compiled = True``)."""
     from kiln.layers._conv import _Conv
 
-    _Conv.matmul_when_compiled = False
-    return _lenet_variant(cfg, "convolutions by cuDNN")
+    _Conv.matmul_when_compiled = True
+    return _lenet_variant(cfg, "convolutions as products")
 
 
 def lenet_conv_unfold(cfg: Config) -> dict:
-    """kiln with the small convolutions' rows cut by ``Tensor.unfold`` (atomic adds backward)."""
+    """As ``kiln-conv-mm``, the rows cut by ``Tensor.unfold`` (atomic adds backward)."""
     from kiln.layers import _conv_matmul
+    from kiln.layers._conv import _Conv
 
+    _Conv.matmul_when_compiled = True
     _conv_matmul.ROWS = "unfold"
-    return _lenet_variant(cfg, "rows by unfold")
+    return _lenet_variant(cfg, "convolutions as products, rows by unfold")
 
 
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:

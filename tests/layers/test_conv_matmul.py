@@ -60,8 +60,14 @@ def _lenet() -> kiln.Sequential:
     ])  # fmt: skip
 
 
-def test_compiled_layers_use_the_product_and_match_eager(monkeypatch):
+@pytest.fixture
+def on_the_cpu(monkeypatch):
+    """The experimental path switched on, and for the CPU."""
     monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(kiln.layers._conv._Conv, "matmul_when_compiled", True)
+
+
+def test_compiled_layers_use_the_product_and_match_eager(monkeypatch, on_the_cpu):
     calls = []
     original = _conv_matmul.conv2d_as_matmul
 
@@ -80,9 +86,9 @@ def test_compiled_layers_use_the_product_and_match_eager(monkeypatch):
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
-def test_export_keeps_the_convolutions(monkeypatch):
-    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
-    program = torch.export.export(_lenet().eval(), (torch.randn(2, 1, 12, 12),))
-    targets = {str(node.target) for node in program.graph.nodes}
-    assert "aten.conv2d.default" in targets and "aten.linear.default" in targets
-    assert sum(str(node.target) == "aten.conv2d.default" for node in program.graph.nodes) == 2
+def test_deployment_export_keeps_the_convolutions(on_the_cpu):
+    from kiln.deploy._capture import capture
+
+    program = capture(_lenet().eval(), torch.randn(2, 1, 12, 12))  # a dynamic batch
+    targets = [str(node.target) for node in program.graph.nodes]
+    assert targets.count("aten.conv2d.default") == 2, targets

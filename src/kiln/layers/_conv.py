@@ -32,8 +32,9 @@ class _Conv(Layer):
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]] = ("valid", "same")
     conv: ClassVar[Callable[..., Tensor]]
-    # small 2-D convolutions run as a matrix product under torch.compile on GPUs (_conv_matmul)
-    matmul_when_compiled: ClassVar[bool] = True
+    # small 2-D convolutions as a matrix product under torch.compile on GPUs (_conv_matmul):
+    # experimental, off until measured on a GPU
+    matmul_when_compiled: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -109,9 +110,10 @@ class _Conv(Layer):
     def _as_matmul(self, x: Tensor, sym: tuple[int, ...]) -> Tensor | None:
         """The convolution as a matrix product when it is small and being compiled (see
         ``_conv_matmul``); None: run ``conv``."""
-        compiling = torch.compiler.is_compiling() and not torch.compiler.is_exporting()
-        if not (self.rank == 2 and self.matmul_when_compiled and compiling):
-            return None  # eager, or exported for deployment (its passes look for convolutions)
+        # (not torch.compiler.is_exporting(): torch 2.11's Dynamo answers True to it in any
+        # trace; kiln.deploy's export has a dynamic batch, which use_matmul declines)
+        if not (self.rank == 2 and self.matmul_when_compiled and torch.compiler.is_compiling()):
+            return None
         padded = F.pad(x, padding_.flat([(p, p) for p in sym])) if any(sym) else x
         if not use_matmul(padded, self.weight, self.strides, self.dilation_rate, self.groups):
             return None

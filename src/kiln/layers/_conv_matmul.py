@@ -9,10 +9,14 @@ kernels: on an H100 the two forward convolutions took 31 us, the second one's we
 lets Inductor write the unfolding into one generated kernel, fused with the casts around it,
 and leaves cuBLAS a small matrix product; autograd derives the backward from the same ops.
 
-Used only while torch.compile traces with static shapes (eager code keeps cuDNN: there each
-window would be a kernel launch of its own; ``torch.export`` too, for deployment's passes that
-fold convolutions), on CUDA, for ungrouped, undilated convolutions whose unfolded input stays
-small (``MAX_COLUMNS``).
+Off by default (``Conv2D.matmul_when_compiled``) until measured on a GPU: its one H100 run
+(2026-11-28) never took this path, as torch 2.11's Dynamo answered True to
+``torch.compiler.is_exporting()``, which the layer then checked (fixed since);
+``benchmarks/train_speed.py`` row ``kiln-conv-mm`` turns it on. When on, used only while
+torch.compile traces with static shapes (eager code keeps cuDNN: there each window would be a
+kernel launch of its own; kiln.deploy exports with a dynamic batch, so its passes that fold
+convolutions still find them), on CUDA, for ungrouped, undilated convolutions whose unfolded
+input stays small (``MAX_COLUMNS``).
 """
 
 from __future__ import annotations
