@@ -8,6 +8,7 @@ import kiln
 from kiln import callbacks as C
 from kiln import layers as L
 from kiln.train import Trainer
+from kiln.train._fast_path import use_cudnn_benchmark
 from kiln.train._graphed import CudaGraphStep
 
 gpu = pytest.mark.gpu
@@ -87,17 +88,28 @@ def test_defaults_compile_capture_and_use_channels_last():
 
 
 @gpu
-def test_cudnn_autotuning_is_on_by_default_and_off_when_asked():
+def test_cudnn_autotuning_is_off_for_small_convolutions_and_on_when_asked():
     saved = torch.backends.cudnn.benchmark
     try:
-        torch.backends.cudnn.benchmark = False
-        _train({"epochs": 1})
-        assert torch.backends.cudnn.benchmark
-        _, history = _train({"epochs": 2}, cudnn_benchmark=False)
+        torch.backends.cudnn.benchmark = True
+        _train({"epochs": 1})  # a small conv net: "auto" leaves cuDNN's heuristics
         assert not torch.backends.cudnn.benchmark
+        _, history = _train({"epochs": 2}, cudnn_benchmark=True)
+        assert torch.backends.cudnn.benchmark
         assert history.history["loss"][1] < history.history["loss"][0]
     finally:
         torch.backends.cudnn.benchmark = saved
+
+
+def test_auto_autotunes_cudnn_for_large_convolutions_on_gpus_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    lenet = kiln.zoo.create_model("lenet5")
+    lenet.build((1, 28, 28))
+    wide = torch.nn.Conv2d(512, 512, 3)  # 2.4M weights
+    assert not use_cudnn_benchmark("auto", lenet, cuda)  # 2,550 convolution weights
+    assert use_cudnn_benchmark("auto", wide, cuda)
+    assert not use_cudnn_benchmark("auto", wide, cpu)
+    assert use_cudnn_benchmark(True, lenet, cuda) and not use_cudnn_benchmark(False, wide, cuda)
 
 
 def test_cudnn_benchmark_option_refuses_other_values_and_leaves_the_cpu_alone():

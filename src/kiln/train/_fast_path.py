@@ -22,6 +22,21 @@ def use_channels_last(option: bool | str, model: nn.Module, device: torch.device
     return device.type == "cuda" and any(p.dim() == 4 for p in model.parameters())
 
 
+# cuDNN autotuning pays for itself from this many convolution weights on (ResNet-50: 23.5M).
+# LeNet-5 (2,550) trained as fast without it on an H100, started 1.8 s sooner, and with it three
+# runs of one program in one call spread 0.134-0.188 s/epoch on the algorithms each run picked
+# (2026-11-27/28, BENCHMARKS.md). The threshold between is a guess, not yet measured.
+AUTOTUNE_MIN_CONV_WEIGHTS = 1_000_000
+
+
+def use_cudnn_benchmark(option: bool | str, model: nn.Module, device: torch.device) -> bool:
+    """cuDNN's autotuning ("auto": on GPUs, for models with large convolutions)."""
+    if option != "auto":
+        return bool(option)
+    weights = sum(p.numel() for p in model.parameters() if p.dim() in (3, 4, 5))
+    return device.type == "cuda" and weights >= AUTOTUNE_MIN_CONV_WEIGHTS
+
+
 # torch.compile modes kiln passes through (it captures CUDA graphs itself: no "reduce-overhead")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 

@@ -39,6 +39,7 @@ from kiln.train._fast_path import (
     use_channels_last,
     use_compile,
     use_cuda_graphs,
+    use_cudnn_benchmark,
 )
 from kiln.train._fp8 import convert_linears
 from kiln.train._graphed import CudaGraphStep
@@ -61,7 +62,8 @@ class Trainer:
     ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and ``cudnn_benchmark`` (cuDNN times each convolution's
-    algorithms at its first new shape); pass False to turn one off. Autotuning pays back over
+    algorithms at its first new shape; "auto" only for models with large convolutions, see
+    ``_fast_path.use_cudnn_benchmark``); pass False to turn one off. Autotuning pays back over
     long runs of fixed shapes; in short trials of new architectures (a tuning study) it can
     cost more than the training (on an H100, 1.8 s of a 2.2 s LeNet-5 trial, BENCHMARKS.md).
     ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
@@ -116,8 +118,9 @@ class Trainer:
             raise ValueError(
                 f"cudnn_benchmark must be 'auto', True or False; received {cudnn_benchmark!r}."
             )
-        if self.device.type == "cuda":  # fixed shapes: autotune each conv once
-            torch.backends.cudnn.benchmark = cudnn_benchmark is not False
+        self._cudnn_benchmark = cudnn_benchmark  # "auto" decides in _setup, by the model
+        if self.device.type == "cuda":  # fixed shapes: autotune each conv once, if at all
+            torch.backends.cudnn.benchmark = cudnn_benchmark is True
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
         self._optimizer_spec = (optimizer, lr, optimizer_options)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -463,6 +466,10 @@ class Trainer:
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
         out = self._probe(x)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = use_cudnn_benchmark(
+                self._cudnn_benchmark, self.model, self.device
+            )
         if not self.objective.names:
             self.objective.build(out)
         if targets is not None and len(batch) > 1:
