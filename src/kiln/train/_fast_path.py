@@ -23,9 +23,9 @@ def use_channels_last(option: bool | str, model: nn.Module, device: torch.device
 
 
 # cuDNN autotuning pays for itself from this many convolution weights on (ResNet-50: 23.5M).
-# LeNet-5 (2,550) trained as fast without it on an H100, started 1.8 s sooner, and with it three
-# runs of one program in one call spread 0.134-0.188 s/epoch on the algorithms each run picked
-# (2026-11-27/28, BENCHMARKS.md). The threshold between is a guess, not yet measured.
+# LeNet-5 (2,550) trained as fast without it on an H100 and started 1.8 s sooner (2026-11-27,
+# BENCHMARKS.md); with it, the kernels it picked differed from run to run. The threshold
+# between is a guess, not yet measured.
 AUTOTUNE_MIN_CONV_WEIGHTS = 1_000_000
 
 
