@@ -58,13 +58,19 @@ def test_split_steps_equal_the_optimizers_own_bit_for_bit(cls, options, device):
     assert nets[1][0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_the_first_step_is_the_optimizers_own_and_creates_the_state():
+def test_the_first_step_is_the_optimizers_own_and_creates_the_state(monkeypatch):
     net = _model()
+    net[3].requires_grad_(False)  # never has a gradient, so never has state
     opt = torch.optim.Adam(net.parameters(), fused=True)
     split = SplitFusedAdam(opt, chunk=64)
-    net(torch.randn(2, 3, 8, 8)).sum().backward()
-    split()
-    assert all(int(opt.state[p]["step"]) == 1 for p in net.parameters())
+    calls = []
+    monkeypatch.setattr(opt, "step", lambda: calls.append(1) or type(opt).step(opt))
+    for _ in range(2):
+        net(torch.randn(2, 3, 8, 8)).sum().backward()
+        split()
+    assert calls == [1]  # the first step only: the stateless layer does not block the rest
+    trained = [p for p in net.parameters() if p.requires_grad]
+    assert all(int(opt.state[p]["step"]) == 2 for p in trained)
 
 
 def test_chunks_fill_the_gpu_and_stay_within_torchs_own():

@@ -35,8 +35,9 @@ class SplitFusedAdam:
 
     def __call__(self) -> None:
         optimizer = self.optimizer
-        if any(p not in optimizer.state for g in optimizer.param_groups for p in g["params"]):
-            optimizer.step()  # the first step creates the state
+        params = (p for g in optimizer.param_groups for p in g["params"] if p.grad is not None)
+        if any(p not in optimizer.state for p in params):
+            optimizer.step()  # a parameter's first step creates its state
             return
         with torch.no_grad():
             for group in optimizer.param_groups:
