@@ -51,6 +51,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln-autotune": "kiln_runs:lenet_autotune",
         "kiln-no-cl": "kiln_runs:lenet_no_channels_last",
         "kiln-conv-mm": "kiln_runs:lenet_conv_matmul",
+        "kiln-cudnn-bench": "kiln_runs:lenet_cudnn_benchmark",
         "kiln-conv-unfold": "kiln_runs:lenet_conv_unfold",
         "kiln-cdt": "kiln_runs:lenet_coordinate_descent",
         "torch-dataloader": "torch_loops:lenet_dataloader",

@@ -199,8 +199,8 @@ lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, 
 lenet_conv)  # LeNet-5's small convolutions as matrix products (experimental) against cuDNN;
     # 2026-11-28: the profiled step still held cuDNN's convolutions (TORCH_LOGS shows the graph)
     precompile
-    step lenet_conv 200 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-conv-mm,kiln-conv-unfold,torch-cudagraph-compile-bf16 \
+    step lenet_conv 240 python3 benchmarks/train_speed.py --workload lenet \
+        --only kiln,kiln-conv-mm,kiln-cudnn-bench,kiln-conv-unfold,torch-cudagraph-compile-bf16 \
         --json "$OUT/lenet_conv.json"
     step lenet_conv_graph 80 env TORCH_LOGS=graph_code python3 scripts/lenet_kernel_profile.py \
         --steps 50 --runs kiln-conv-mm --json "$OUT/lenet_conv_profile.json"

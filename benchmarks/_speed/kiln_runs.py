@@ -85,6 +85,12 @@ def lenet_coordinate_descent(cfg: Config) -> dict:
     return _lenet_variant(cfg, "coordinate_descent_tuning")
 
 
+def lenet_cudnn_benchmark(cfg: Config) -> dict:
+    """kiln with cuDNN's autotuning on (the default before 2026-11-28; "auto" now leaves it off
+    for models with under 1M convolution weights)."""
+    return _lenet_variant(cfg, "cudnn_benchmark=True", cudnn_benchmark=True)
+
+
 def lenet_conv_matmul(cfg: Config) -> dict:
     """kiln with its small convolutions as matrix products under torch.compile (experimental:
     ``kiln.layers.Conv2D.matmul_when_compiled = True``)."""
