@@ -8,7 +8,7 @@ import kiln
 from kiln import callbacks as C
 from kiln import layers as L
 from kiln.train import Trainer
-from kiln.train._fast_path import use_cudnn_benchmark
+from kiln.train._fast_path import cudnn_scoped, use_cudnn_benchmark
 from kiln.train._graphed import CudaGraphStep
 
 gpu = pytest.mark.gpu
@@ -87,15 +87,28 @@ def test_defaults_compile_capture_and_use_channels_last():
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
+class _SeesCudnn(C.Callback):
+    """Records ``torch.backends.cudnn.benchmark`` as the training steps see it."""
+
+    def __init__(self) -> None:
+        self.seen: set[bool] = set()
+
+    def on_batch_end(self, trainer, step, logs):
+        self.seen.add(torch.backends.cudnn.benchmark)
+
+
 @gpu
-def test_cudnn_autotuning_is_off_for_small_convolutions_and_on_when_asked():
+def test_cudnn_autotuning_is_off_for_small_convolutions_on_when_asked_and_scoped_to_fit():
     saved = torch.backends.cudnn.benchmark
     try:
-        torch.backends.cudnn.benchmark = True
-        _train({"epochs": 1})  # a small conv net: "auto" leaves cuDNN's heuristics
-        assert not torch.backends.cudnn.benchmark
-        _, history = _train({"epochs": 2}, cudnn_benchmark=True)
-        assert torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True  # the process's own setting, put back after fit
+        small = _SeesCudnn()
+        _train({"epochs": 1, "callbacks": [small]})  # a small conv net: cuDNN's heuristics
+        assert small.seen == {False} and torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        asked = _SeesCudnn()
+        _, history = _train({"epochs": 2, "callbacks": [asked]}, cudnn_benchmark=True)
+        assert asked.seen == {True} and not torch.backends.cudnn.benchmark
         assert history.history["loss"][1] < history.history["loss"][0]
     finally:
         torch.backends.cudnn.benchmark = saved
@@ -243,3 +256,27 @@ def test_compile_takes_a_mode_and_refuses_modes_that_capture_graphs_of_their_own
     model.compile(loss="cross_entropy", device="cpu", compile="max-autotune-no-cudagraphs")
     model.fit(torch.randn(8, 4), torch.randint(0, 2, (8,)), batch_size=4, verbose=0)
     assert seen == ["max-autotune-no-cudagraphs"]
+
+
+def test_cudnn_scoped_sets_the_trainers_choice_and_puts_the_process_setting_back():
+    class Fake:
+        device, cudnn_benchmark = torch.device("cuda"), True
+
+        @cudnn_scoped
+        def run(self, fail: bool = False) -> bool:
+            if fail:
+                raise RuntimeError("a failing fit")
+            return torch.backends.cudnn.benchmark
+
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        assert Fake().run() is True and torch.backends.cudnn.benchmark is False
+        with pytest.raises(RuntimeError, match="a failing fit"):
+            Fake().run(fail=True)
+        assert torch.backends.cudnn.benchmark is False
+        cpu = Fake()
+        cpu.device = torch.device("cpu")  # left alone off CUDA
+        assert cpu.run() is False
+    finally:
+        torch.backends.cudnn.benchmark = saved

@@ -5,9 +5,11 @@ Each option is "auto" (decided here), True (required: an error says why it can't
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -35,6 +37,28 @@ def use_cudnn_benchmark(option: bool | str, model: nn.Module, device: torch.devi
         return bool(option)
     weights = sum(p.numel() for p in model.parameters() if p.dim() in (3, 4, 5))
     return device.type == "cuda" and weights >= AUTOTUNE_MIN_CONV_WEIGHTS
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def cudnn_scoped(method: Method) -> Method:
+    """Run a Trainer method with ``torch.backends.cudnn.benchmark`` as the trainer chose it
+    (``trainer.cudnn_benchmark``) and put the process's setting back afterwards: a second model
+    in the same process, or a tuning study's next trial, starts from its own choice."""
+
+    @functools.wraps(method)
+    def scoped(trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        if trainer.device.type != "cuda":
+            return method(trainer, *args, **kwargs)
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
+        try:
+            return method(trainer, *args, **kwargs)
+        finally:
+            torch.backends.cudnn.benchmark = before
+
+    return scoped  # type: ignore[return-value]
 
 
 # torch.compile modes kiln passes through (it captures CUDA graphs itself: no "reduce-overhead")

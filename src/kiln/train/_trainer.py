@@ -34,6 +34,7 @@ from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
     auto_strategy,
     compile_mode,
+    cudnn_scoped,
     make_capturable,
     to_channels_last,
     use_channels_last,
@@ -63,7 +64,8 @@ class Trainer:
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and ``cudnn_benchmark`` (cuDNN times each convolution's
     algorithms at its first new shape; "auto" only for models with large convolutions, see
-    ``_fast_path.use_cudnn_benchmark``); pass False to turn one off. Autotuning pays back over
+    ``_fast_path.use_cudnn_benchmark``; in force while fit, evaluate and predict run, the
+    process's setting put back after); pass False to turn one off. Autotuning pays back over
     long runs of fixed shapes; in short trials of new architectures (a tuning study) it can
     cost more than the training (on an H100, 1.8 s of a 2.2 s LeNet-5 trial, BENCHMARKS.md).
     ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
@@ -119,8 +121,7 @@ class Trainer:
                 f"cudnn_benchmark must be 'auto', True or False; received {cudnn_benchmark!r}."
             )
         self._cudnn_benchmark = cudnn_benchmark  # "auto" decides in _setup, by the model
-        if self.device.type == "cuda":  # fixed shapes: autotune each conv once, if at all
-            torch.backends.cudnn.benchmark = cudnn_benchmark is True
+        self.cudnn_benchmark = cudnn_benchmark is True  # in force while fit & co. run
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
         self._optimizer_spec = (optimizer, lr, optimizer_options)
         self.optimizer: torch.optim.Optimizer | None = None
@@ -142,6 +143,7 @@ class Trainer:
 
     # ---- fit ----------------------------------------------------------------------------
 
+    @cudnn_scoped
     def fit(
         self,
         x: Any = None,
@@ -342,6 +344,7 @@ class Trainer:
 
     # ---- evaluate / predict ---------------------------------------------------------------
 
+    @cudnn_scoped
     def evaluate(
         self,
         x: Any = None,
@@ -381,6 +384,7 @@ class Trainer:
         self._sums.copy_(saved)
         return self._logs_from(sums.flatten().tolist())
 
+    @cudnn_scoped
     def predict(self, x: Any, *, batch_size: int = 256) -> Any:
         """Model outputs for ``x`` as CPU tensors (same structure as the model's output).
 
@@ -466,10 +470,9 @@ class Trainer:
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
         out = self._probe(x)
+        self.cudnn_benchmark = use_cudnn_benchmark(self._cudnn_benchmark, self.model, self.device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = use_cudnn_benchmark(
-                self._cudnn_benchmark, self.model, self.device
-            )
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark  # inside cudnn_scoped
         if not self.objective.names:
             self.objective.build(out)
         if targets is not None and len(batch) > 1:
