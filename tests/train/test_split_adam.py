@@ -97,3 +97,15 @@ def test_only_fused_adam_on_a_gpu_with_a_tensor_too_large_for_one_block_is_split
     assert (
         split_fused_adam(small, torch.device("cuda")) is None
     )  # 480 elements: one block is enough
+
+
+def test_an_optimizer_with_step_hooks_keeps_its_own_step():
+    net = _model()
+    opt = torch.optim.Adam(net.parameters(), fused=True)
+    seen = []
+    opt.register_step_post_hook(lambda optimizer, args, kwargs: seen.append(1))
+    split = SplitFusedAdam(opt, chunk=64)
+    for _ in range(3):
+        net(torch.randn(2, 3, 8, 8)).sum().backward()
+        split()
+    assert seen == [1, 1, 1]

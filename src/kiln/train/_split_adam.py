@@ -36,8 +36,8 @@ class SplitFusedAdam:
     def __call__(self) -> None:
         optimizer = self.optimizer
         params = (p for g in optimizer.param_groups for p in g["params"] if p.grad is not None)
-        if any(p not in optimizer.state for p in params):
-            optimizer.step()  # a parameter's first step creates its state
+        if _has_step_hooks(optimizer) or any(p not in optimizer.state for p in params):
+            optimizer.step()  # its hooks run; a parameter's first step creates its state
             return
         with torch.no_grad():
             for group in optimizer.param_groups:
@@ -105,6 +105,18 @@ def chunk_size(elements: int, sms: int) -> int:
     target = max(1, elements // (BLOCKS_PER_SM * sms))
     chunk = 1 << (target - 1).bit_length()
     return min(max(chunk, MIN_CHUNK), MAX_CHUNK)
+
+
+def _has_step_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    """Step hooks (``register_step_pre_hook`` and the like, global or the optimizer's) run only
+    in ``optimizer.step()``."""
+    from torch.optim import optimizer as module
+
+    hooks = (getattr(optimizer, "_optimizer_step_pre_hooks", None),
+             getattr(optimizer, "_optimizer_step_post_hooks", None),
+             getattr(module, "_global_optimizer_pre_hooks", None),
+             getattr(module, "_global_optimizer_post_hooks", None))  # fmt: skip
+    return any(hooks)
 
 
 def _pieces(t: Tensor, chunk: int) -> list[Tensor]:
