@@ -11,7 +11,10 @@ that one launch took 52 us of LeNet's 255 us training step (2026-11-28,
 ``chunk`` elements, so every piece gets its own block. Each piece's update is the whole
 tensor's update (Adam is elementwise), so the result is bitwise the optimizer's own step; the
 optimizer's state stays what it is (``state_dict``, checkpoints and schedules are unchanged).
-The first step runs ``optimizer.step()`` itself, which creates the state.
+``optimizer.step()`` itself still runs while a parameter has no state yet (its first step
+creates it) and for an optimizer with step hooks. The kernels are torch's own ops behind
+``Adam(fused=True)`` (``torch._fused_adam_``, ``torch._fused_adamw_``), called as torch's
+functional Adam calls them.
 """
 
 from __future__ import annotations
