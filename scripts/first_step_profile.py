@@ -53,7 +53,7 @@ if opts["cprofile"]:
     profiler = cProfile.Profile()
     profiler.enable()
 t2 = time.perf_counter()
-model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[Clock()], track=False)
+model.fit(x, y, epochs=1, batch_size=128, verbose=0, callbacks=[Clock()], track=opts["track"])
 if profiler is not None:
     profiler.disable()
     import io, pstats
@@ -79,9 +79,11 @@ PHASES = 12  # the longest compile phases printed per run
 
 
 def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+    # fit()'s defaults record the run: in a store of this run's own, not ./kiln.db
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, KILN_STORE=f"{cache}/kiln.db")
     opts = {"device": args.device, "samples": args.samples, "compile": args.compile,
             "cudnn_benchmark": {"on": True, "off": False}.get(args.cudnn_benchmark),
+            "track": not args.no_track,
             "cprofile": f"{cache}/{kind}.prof.txt" if args.cprofile else None}  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
@@ -100,7 +102,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
     parser.add_argument("--cudnn-benchmark", choices=["auto", "on", "off"], default="auto",
-                        help="fit()'s cudnn_benchmark (auto: on for GPUs)")  # fmt: skip
+                        help="fit()'s cudnn_benchmark (auto: kiln decides)")  # fmt: skip
+    parser.add_argument(
+        "--no-track",
+        action="store_true",
+        help="fit(track=False): leave the run unrecorded (the default records it)",
+    )
     parser.add_argument(
         "--cprofile",
         action="store_true",
