@@ -41,10 +41,9 @@ def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tu
         return False  # another device, or dynamic shapes (the size rule needs numbers)
     if groups != 1 or any(d != 1 for d in dilation) or x.dim() != 4:
         return False
-    n, c, h, w = x.shape
-    kh, kw = weight.shape[2:]
-    ho, wo = (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
-    depth = c * kh * kw
+    n, c = x.shape[:2]
+    ho, wo = _output_size(x, weight, strides)
+    depth = c * weight.shape[2] * weight.shape[3]
     return depth <= MAX_DEPTH and n * ho * wo * depth <= MAX_COLUMNS
 
 
@@ -52,10 +51,10 @@ def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None,
                      strides: tuple[int, ...]) -> Tensor:  # fmt: skip
     """``F.conv2d(x, weight, bias, strides)`` (no padding, groups or dilation) as a product;
     the result is laid out channels_last."""
-    n, _, h, w = x.shape
+    n = x.shape[0]
     filters, channels, kh, kw = weight.shape
     sh, sw = strides
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    ho, wo = _output_size(x, weight, strides)
     nhwc = x.permute(0, 2, 3, 1)
     if ROWS == "unfold":  # windows (N, Ho, Wo, C, kh, kw) as views, then one copy into rows
         rows = nhwc.unfold(1, kh, sh).unfold(2, kw, sw).reshape(n * ho * wo, -1)
@@ -67,3 +66,9 @@ def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None,
         flat_weight = weight.permute(0, 2, 3, 1).reshape(filters, kh * kw * channels)
     y = F.linear(rows, flat_weight, bias)
     return y.view(n, ho, wo, filters).permute(0, 3, 1, 2)
+
+
+def _output_size(x: Tensor, weight: Tensor, strides: tuple[int, ...]) -> tuple[int, int]:
+    """Output height and width of an unpadded, undilated convolution."""
+    (h, w), (kh, kw) = x.shape[2:], weight.shape[2:]
+    return (h - kh) // strides[0] + 1, (w - kw) // strides[1] + 1
