@@ -8,6 +8,7 @@ steps 1 and 2 and of the epoch, and the compile phases that took longest (torch.
 compile_times, summed per phase).
 
     python scripts/first_step_profile.py --device cuda --runs cold,warm
+    python scripts/first_step_profile.py --device cuda --runs cold-lazy,warm-lazy,cold,warm
     python scripts/first_step_profile.py --device cpu --compile   # CPU, compiled (a check)
 """
 
@@ -32,6 +33,8 @@ opts = json.loads(sys.argv[1])
 torch.manual_seed(0)
 n = opts["samples"]
 x, y = torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))
+import kiln.train._fast_path as fast_path
+fast_path.WARM_COMPILE_WORKERS = opts["warm_workers"]
 model = kiln.zoo.create_model("lenet5")
 extra = {"compile": True} if opts["compile"] else {}
 if opts["cudnn_benchmark"] is not None:
@@ -41,6 +44,9 @@ model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
 marks = {}
 
 class Clock(kiln.train.callbacks.Callback):
+    def on_train_begin(self, trainer):  # the data is on the device and the model built
+        marks["train begin"] = time.perf_counter() - t2
+
     def on_batch_end(self, trainer, step, logs):
         if len(marks) < 2:  # the first two steps fit() reports
             if opts["device"].startswith("cuda"):
@@ -65,13 +71,11 @@ if opts["device"].startswith("cuda"):
 marks["epoch"] = time.perf_counter() - t2
 from torch._dynamo.utils import compile_times
 phases = {}
-table = compile_times(repr="str").splitlines()[2:]
-for line in table:
-    name, _, rest = line.partition(",")
-    try:
-        phases[name.strip()] = sum(float(v) for v in rest.split(",") if v.strip())
-    except ValueError:
-        continue
+import re
+for line in compile_times(repr="str").splitlines()[2:]:  # "name, 1.2, 0.3" or a tabulated row
+    match = re.match(r"\s*([^\s,]+)[\s,]+([-\d.,\s]+)$", line)
+    if match:
+        phases[match[1]] = sum(float(v) for v in re.split(r"[\s,]+", match[2]) if v)
 print(json.dumps({"import_s": t1 - t0, "marks": marks, "phases": phases}))
 """
 
@@ -83,7 +87,7 @@ def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, KILN_STORE=f"{cache}/kiln.db")
     opts = {"device": args.device, "samples": args.samples, "compile": args.compile,
             "cudnn_benchmark": {"on": True, "off": False}.get(args.cudnn_benchmark),
-            "track": not args.no_track,
+            "track": not args.no_track, "warm_workers": not kind.endswith("-lazy"),
             "cprofile": f"{cache}/{kind}.prof.txt" if args.cprofile else None}  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
@@ -98,7 +102,12 @@ def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--runs", default="cold,warm", help="cold, warm, or both in order")
+    parser.add_argument(
+        "--runs",
+        default="cold,warm",
+        help="cold (an empty cache) and warm (the last cold run's cache) runs, in order; "
+        "'-lazy' after one leaves Inductor's compile workers to start when it first compiles",
+    )
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
     parser.add_argument("--cudnn-benchmark", choices=["auto", "on", "off"], default="auto",
@@ -118,8 +127,10 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     cache = args.cache or tempfile.mkdtemp(prefix="kiln-first-step-")
-    results = {}
+    results: dict[str, dict] = {}
     for kind in args.runs.split(","):
+        if kind.startswith("cold") and any(k.startswith("cold") for k in results):
+            cache = tempfile.mkdtemp(prefix="kiln-first-step-")  # each cold run starts empty
         r = results[kind] = run(kind, cache, args)
         marks = ", ".join(f"{k} {v:.2f} s" for k, v in r["marks"].items())
         print(f"## {kind}: import {r['import_s']:.2f} s; from fit(): {marks}; "

@@ -280,3 +280,29 @@ def test_cudnn_scoped_sets_the_trainers_choice_and_puts_the_process_setting_back
         assert cpu.run() is False
     finally:
         torch.backends.cudnn.benchmark = saved
+
+
+def test_fit_starts_inductors_compile_workers_before_it_compiles_and_only_when_it_will(
+    monkeypatch,
+):
+    """Started at fit()'s first call, before the step is built; not for eager fits, not again."""
+    from torch._inductor import async_compile
+
+    from kiln.train import _trainer
+
+    events = []
+    monkeypatch.setattr(async_compile, "maybe_warm_pool", lambda: events.append("workers"))
+    make_step = _trainer.Trainer._make_step
+    monkeypatch.setattr(
+        _trainer.Trainer, "_make_step", lambda self: events.append("step") or make_step(self)
+    )
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    for compile_option, expected in ((True, ["workers", "step"]), (False, ["step"])):
+        events.clear()
+        model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
+        model.compile(loss="cross_entropy", device="cpu", compile=compile_option)
+        model.fit(x, y, batch_size=4, verbose=0, track=False)
+        assert events == expected
+        model.fit(x, y, batch_size=4, verbose=0, track=False)  # the step exists: nothing starts
+        assert events == expected

@@ -80,6 +80,23 @@ def use_compile(option: bool | str, device: torch.device) -> bool:
     return use
 
 
+# Start Inductor's compile workers when fit() begins (False: when Inductor first compiles)
+WARM_COMPILE_WORKERS = True
+
+
+def warm_compile_workers() -> None:
+    """Start Inductor's pool of compile processes now, in the background. Inductor starts it
+    itself only once Dynamo has traced the step; begun at fit()'s start, the processes' own
+    start (each imports torch) overlaps the data's move to the GPU, the model's build and the
+    trace. Does nothing where Inductor would not use the pool (one compile thread, no Triton,
+    ``TORCH_WARM_POOL=0``)."""
+    if not WARM_COMPILE_WORKERS:
+        return
+    from torch._inductor.async_compile import maybe_warm_pool
+
+    maybe_warm_pool()
+
+
 def compile_mode(option: bool | str) -> str | None:
     """The torch.compile mode for a ``compile`` option (None: torch's default)."""
     return option if isinstance(option, str) and option in COMPILE_MODES[1:] else None

@@ -41,6 +41,7 @@ from kiln.train._fast_path import (
     use_compile,
     use_cuda_graphs,
     use_cudnn_benchmark,
+    warm_compile_workers,
 )
 from kiln.train._fp8 import convert_linears
 from kiln.train._graphed import CudaGraphStep
@@ -172,6 +173,8 @@ class Trainer:
         ``kiln.track.Store`` or URL); ``kiln dashboard`` shows it. False turns it off.
         """
         self._require_objective("fit")
+        if self._step_fn is None and use_compile(self._fast_options["compile"], self.device):
+            warm_compile_workers()  # they start while the data moves and the step is traced
         data, targets = assemble(x, y, sample_weight, class_weight)
         if validation_split:
             data, validation_data = split_tail(data, validation_split)
