@@ -73,7 +73,7 @@ from torch._dynamo.utils import compile_times
 phases = {}
 import re
 for line in compile_times(repr="str").splitlines()[2:]:  # "name, 1.2, 0.3" or a tabulated row
-    match = re.match(r"\s*([^\s,]+)[\s,]+([-\d.,\s]+)$", line)
+    match = re.match(r"\s*([^\s,]+)[\s,]+([\d.][\d.,\s]*)$", line)  # not the "----" rule
     if match:
         phases[match[1]] = sum(float(v) for v in re.split(r"[\s,]+", match[2]) if v)
 print(json.dumps({"import_s": t1 - t0, "marks": marks, "phases": phases}))

@@ -120,13 +120,16 @@ def main() -> None:
             prof = profile_kiln(x, y, args.steps)
         elif run == "kiln-no-graphs":
             prof = profile_kiln(x, y, args.steps, cuda_graphs=False)
-        elif run == "kiln-conv-mm":  # small convolutions as products (experimental)
+        elif run == "kiln-cudnn":  # cuDNN's convolutions, not the small ones as products
             from kiln.layers._conv import _Conv
 
-            _Conv.matmul_when_compiled = True
-            prof = profile_kiln(x, y, args.steps)
+            _Conv.matmul_when_compiled = False
+            try:
+                prof = profile_kiln(x, y, args.steps)
+            finally:
+                _Conv.matmul_when_compiled = True
         else:
-            raise SystemExit(f"unknown run {run!r}: kiln, hand, kiln-no-graphs, kiln-conv-mm")
+            raise SystemExit(f"unknown run {run!r}: kiln, hand, kiln-no-graphs, kiln-cudnn")
         rows = results[run] = kernels(prof, args.steps)
         show(run, rows, args.limit)
         if args.trace_dir:

@@ -91,23 +91,22 @@ def lenet_cudnn_benchmark(cfg: Config) -> dict:
     return _lenet_variant(cfg, "cudnn_benchmark=True", cudnn_benchmark=True)
 
 
-def lenet_conv_matmul(cfg: Config) -> dict:
-    """kiln with its small convolutions as matrix products under torch.compile (experimental:
-    ``kiln.layers.Conv2D.matmul_when_compiled = True``)."""
+def lenet_conv_cudnn(cfg: Config) -> dict:
+    """kiln with cuDNN's convolutions under torch.compile (the default before 2026-11-28 took
+    LeNet-5's small convolutions as matrix products: ``Conv2D.matmul_when_compiled``)."""
     from kiln.layers._conv import _Conv
 
-    _Conv.matmul_when_compiled = True
-    return _lenet_variant(cfg, "convolutions as products")
+    _Conv.matmul_when_compiled = False
+    return _lenet_variant(cfg, "cuDNN's convolutions")
 
 
-def lenet_conv_unfold(cfg: Config) -> dict:
-    """As ``kiln-conv-mm``, the rows cut by ``Tensor.unfold`` (atomic adds backward)."""
+def lenet_conv_slices(cfg: Config) -> dict:
+    """kiln with the small convolutions' rows cut by one strided slice per kernel offset
+    (``kiln.layers._conv_matmul.ROWS = "slices"``; the default is ``Tensor.unfold``)."""
     from kiln.layers import _conv_matmul
-    from kiln.layers._conv import _Conv
 
-    _Conv.matmul_when_compiled = True
-    _conv_matmul.ROWS = "unfold"
-    return _lenet_variant(cfg, "convolutions as products, rows by unfold")
+    _conv_matmul.ROWS = "slices"
+    return _lenet_variant(cfg, "convolutions as products of stacked slices")
 
 
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:

@@ -32,9 +32,9 @@ class _Conv(Layer):
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]] = ("valid", "same")
     conv: ClassVar[Callable[..., Tensor]]
-    # small 2-D convolutions as a matrix product under torch.compile on GPUs (_conv_matmul):
-    # experimental, off until measured on a GPU
-    matmul_when_compiled: ClassVar[bool] = False
+    # small 2-D convolutions as a matrix product under torch.compile on GPUs (_conv_matmul;
+    # LeNet-5: 0.116 against 0.132 s/epoch with cuDNN, H200, 2026-11-28); False keeps cuDNN
+    matmul_when_compiled: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -9,14 +9,16 @@ kernels: on an H100 the two forward convolutions took 31 us, the second one's we
 lets Inductor write the unfolding into one generated kernel, fused with the casts around it,
 and leaves cuBLAS a small matrix product; autograd derives the backward from the same ops.
 
-Off by default (``Conv2D.matmul_when_compiled``) until measured on a GPU: its one H100 run
-(2026-11-28) never took this path, as torch 2.11's Dynamo answered True to
-``torch.compiler.is_exporting()``, which the layer then checked (fixed since);
-``benchmarks/train_speed.py`` row ``kiln-conv-mm`` turns it on. When on, used only while
-torch.compile traces with static shapes (eager code keeps cuDNN: there each window would be a
-kernel launch of its own; kiln.deploy exports with a dynamic batch, so its passes that fold
-convolutions still find them), on CUDA, for ungrouped, undilated convolutions whose unfolded
-input stays small (``MAX_COLUMNS``).
+On by default (``Conv2D.matmul_when_compiled``) since it was measured on a GPU: LeNet-5
+trained at 0.116 s/epoch with it against 0.132 with cuDNN, in one call on an H200 (2026-11-28,
+``benchmarks/train_speed.py`` rows ``kiln`` and ``kiln-conv-unfold``). Cutting the rows with one
+strided slice per kernel offset (``ROWS = "slices"``) was slower there (0.164 s): Inductor wrote
+each of the 25 slices as a kernel of its own. Used only while torch.compile traces with static
+shapes (eager code keeps cuDNN: there each window would be a kernel launch of its own;
+kiln.deploy exports with a dynamic batch, so its passes that fold convolutions still find them),
+on CUDA, for ungrouped, undilated convolutions as narrow as the measured ones
+(``MAX_FILTERS``) whose unfolded input stays small (``MAX_COLUMNS``), and not under
+``torch.use_deterministic_algorithms``: the backward of ``unfold`` adds with atomics.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from torch import Tensor
 
 MAX_COLUMNS = 1 << 23  # elements of the unfolded input: 8M (LeNet-5 at batch 128: 2.5M)
 MAX_DEPTH = 512  # kh * kw * C: one row of the product
+# output channels: LeNet-5's 6 and 16 were measured; wider layers (ResNet's 64 and up) fill
+# cuDNN's tensor-core tiles and keep cuDNN until a measurement says otherwise
+MAX_FILTERS = 16
 DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
-# how the rows are cut: "slices" (one strided slice per kernel offset, stacked: the backward
-# sums shifted gradients, no atomics) or "unfold" (Tensor.unfold: the backward scatters with
-# atomic adds)
-ROWS = "slices"
+# how the rows are cut: "unfold" (Tensor.unfold, one gather kernel; the backward scatters with
+# atomic adds) or "slices" (one strided slice per kernel offset, stacked; no atomics, but a
+# kernel per offset)
+ROWS = "unfold"
 
 
 def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tuple[int, ...],
@@ -40,6 +45,8 @@ def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tu
     if x.device.type not in DEVICE_TYPES or not all(isinstance(d, int) for d in x.shape):
         return False  # another device, or dynamic shapes (the size rule needs numbers)
     if groups != 1 or any(d != 1 for d in dilation) or x.dim() != 4:
+        return False
+    if weight.shape[0] > MAX_FILTERS or torch.are_deterministic_algorithms_enabled():
         return False
     n, c = x.shape[:2]
     ho, wo = _output_size(x, weight, strides)
