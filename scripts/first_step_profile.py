@@ -34,7 +34,32 @@ torch.manual_seed(0)
 n = opts["samples"]
 x, y = torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))
 import kiln.train._fast_path as fast_path
+import kiln.train._trainer as trainer_module
+from kiln.track import TrackingCallback
 fast_path.WARM_COMPILE_WORKERS = opts["warm_workers"]
+spans = {}  # seconds inside each of fit()'s set-up parts (wall time; CUDA work not awaited)
+
+def timed(owner, name, label):
+    fn = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spans[label] = spans.get(label, 0.0) + time.perf_counter() - start
+    setattr(owner, name, wrapper)
+
+for owner, name, label in [
+    (trainer_module, "warm_compile_workers", "start compile workers"),
+    (trainer_module, "make_loader", "data to the device (CUDA init)"),
+    (trainer_module, "build_model", "build lazy layers"),
+    (trainer_module, "make_optimizer", "optimizer"),
+    (trainer_module.Trainer, "_probe", "probe forward"),
+    (trainer_module.Trainer, "_make_step", "make the step"),
+    (trainer_module.Trainer, "_make_gather_step", "gather step"),
+    (TrackingCallback, "on_train_begin", "open the store, create the run"),
+]:
+    timed(owner, name, label)
 model = kiln.zoo.create_model("lenet5")
 extra = {"compile": True} if opts["compile"] else {}
 if opts["cudnn_benchmark"] is not None:
@@ -76,7 +101,43 @@ for line in compile_times(repr="str").splitlines()[2:]:  # "name, 1.2, 0.3" or a
     match = re.match(r"\s*([^\s,]+)[\s,]+([\d.][\d.,\s]*)$", line)  # not the "----" rule
     if match:
         phases[match[1]] = sum(float(v) for v in re.split(r"[\s,]+", match[2]) if v)
-print(json.dumps({"import_s": t1 - t0, "marks": marks, "phases": phases}))
+print(json.dumps({"import_s": t1 - t0, "marks": marks, "spans": spans, "phases": phases}))
+"""
+
+LIBS = r"""
+import json, time
+spans, t = {}, time.perf_counter()
+
+def mark(label):
+    global t
+    now = time.perf_counter()
+    spans[label], t = now - t, now
+
+import torch
+import torch.nn.functional as F
+mark("import torch")
+torch.zeros(1, device="cuda")
+torch.cuda.synchronize()
+mark("CUDA context")
+a = torch.randn(128, 400, device="cuda", dtype=torch.bfloat16)
+w = torch.randn(120, 400, device="cuda", dtype=torch.bfloat16)
+F.linear(a, w)
+torch.cuda.synchronize()
+mark("first cuBLAS matmul (bf16)")
+x = torch.randn(128, 1, 32, 32, device="cuda", dtype=torch.bfloat16)
+k = torch.randn(6, 1, 5, 5, device="cuda", dtype=torch.bfloat16)
+x, k = (v.contiguous(memory_format=torch.channels_last) for v in (x, k))
+F.conv2d(x, k)
+torch.cuda.synchronize()
+mark("first cuDNN convolution (bf16, channels_last)")
+F.conv2d(x, k)
+torch.cuda.synchronize()
+mark("second one")
+import torch._dynamo
+mark("import torch._dynamo")
+import torch._inductor.compile_fx
+mark("import Inductor")
+print(json.dumps(spans))
 """
 
 PHASES = 12  # the longest compile phases printed per run
@@ -122,6 +183,11 @@ def main() -> None:
         action="store_true",
         help="print cProfile's top functions under fit() for each run",
     )
+    parser.add_argument(
+        "--libs",
+        action="store_true",
+        help="also time CUDA's, cuBLAS's, cuDNN's and the compiler's first use",
+    )
     parser.add_argument("--cache", default=None, help="cache folder (default: a fresh one)")
     parser.add_argument("--timeout", type=float, default=240)
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -135,11 +201,22 @@ def main() -> None:
         marks = ", ".join(f"{k} {v:.2f} s" for k, v in r["marks"].items())
         print(f"## {kind}: import {r['import_s']:.2f} s; from fit(): {marks}; "
               f"process {r['process_s']:.1f} s", flush=True)  # fmt: skip
+        for name, seconds in r["spans"].items():
+            print(f"  {seconds:7.2f} s  fit(): {name}")
         top = sorted(r["phases"].items(), key=lambda kv: -kv[1])[:PHASES]
         for name, seconds in top:
             print(f"  {seconds:7.2f} s  {name}")
         if args.cprofile:
             print(Path(f"{cache}/{kind}.prof.txt").read_text(), flush=True)
+    if args.libs:  # what the libraries cost on first use, in a fresh process
+        out = subprocess.run([sys.executable, "-c", LIBS], capture_output=True, text=True,
+                             timeout=args.timeout)  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(f"libs run failed:\n{out.stderr[-4000:]}")
+        results["libs"] = json.loads(out.stdout.strip().splitlines()[-1])
+        print("## first use, in a fresh process:")
+        for name, seconds in results["libs"].items():
+            print(f"  {seconds:7.2f} s  {name}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -282,14 +282,16 @@ def test_cudnn_scoped_sets_the_trainers_choice_and_puts_the_process_setting_back
         torch.backends.cudnn.benchmark = saved
 
 
-def test_fit_starts_inductors_compile_workers_before_it_compiles_and_only_when_it_will(
-    monkeypatch,
+def test_fit_starts_inductors_compile_workers_early_only_for_a_cold_cache_and_a_compiled_step(
+    monkeypatch, tmp_path
 ):
-    """Started at fit()'s first call, before the step is built; not for eager fits, not again."""
+    """Started at fit()'s first call, before the step is built, when the compile cache holds no
+    graph yet; not for eager fits, not again, not with a warm cache."""
     from torch._inductor import async_compile
 
     from kiln.train import _trainer
 
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     events = []
     monkeypatch.setattr(async_compile, "maybe_warm_pool", lambda: events.append("workers"))
     make_step = _trainer.Trainer._make_step
@@ -298,11 +300,16 @@ def test_fit_starts_inductors_compile_workers_before_it_compiles_and_only_when_i
     )
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None: fn)
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
-    for compile_option, expected in ((True, ["workers", "step"]), (False, ["step"])):
+
+    def fit_twice(compile_option):
         events.clear()
         model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
         model.compile(loss="cross_entropy", device="cpu", compile=compile_option)
         model.fit(x, y, batch_size=4, verbose=0, track=False)
-        assert events == expected
         model.fit(x, y, batch_size=4, verbose=0, track=False)  # the step exists: nothing starts
-        assert events == expected
+        return list(events)
+
+    assert fit_twice(True) == ["workers", "step"]
+    assert fit_twice(False) == ["step"]
+    (tmp_path / "fxgraph").mkdir()  # a graph was compiled into this cache before
+    assert fit_twice(True) == ["step"]

@@ -80,21 +80,31 @@ def use_compile(option: bool | str, device: torch.device) -> bool:
     return use
 
 
-# Start Inductor's compile workers when fit() begins (False: when Inductor first compiles)
+# Start Inductor's compile workers when fit() begins if its cache has never held a compiled
+# graph (False: always when Inductor first compiles, as torch does)
 WARM_COMPILE_WORKERS = True
 
 
-def warm_compile_workers() -> None:
-    """Start Inductor's pool of compile processes now, in the background. Inductor starts it
+def warm_compile_workers() -> bool:
+    """Start Inductor's pool of compile processes now, in the background, when every kernel is
+    going to be compiled: its cache folder has no compiled graph yet. Inductor starts the pool
     itself only once Dynamo has traced the step; begun at fit()'s start, the processes' own
     start (each imports torch) overlaps the data's move to the GPU, the model's build and the
-    trace. Does nothing where Inductor would not use the pool (one compile thread, no Triton,
-    ``TORCH_WARM_POOL=0``)."""
+    trace. With a warm cache the pool has little to do, and its 16 starting processes slowed
+    the rest (LeNet-5 on an H200: from fit() to the first epoch 13.1 s cold against 17.3 s
+    when Inductor started it, 6.2 s warm against 5.3 s; 2026-11-28, first_step_profile.py).
+    Does nothing where Inductor would not use the pool (one compile thread, no Triton,
+    ``TORCH_WARM_POOL=0``). Returns whether it started the pool."""
     if not WARM_COMPILE_WORKERS:
-        return
+        return False
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    if (Path(cache_dir()) / "fxgraph").is_dir():
+        return False
     from torch._inductor.async_compile import maybe_warm_pool
 
     maybe_warm_pool()
+    return True
 
 
 def compile_mode(option: bool | str) -> str | None:
