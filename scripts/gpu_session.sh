@@ -180,7 +180,7 @@ debug)  # a short tune_lenet: worker processes that capture CUDA graphs trial af
 lenet)
     precompile
     step lenet_cold 330 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-fp32,torch-cudagraph-compile-bf16,keras-jax,torch-dataloader \
+        --only "${LENET_ROWS:-kiln,kiln-fp32,torch-cudagraph-compile-bf16,keras-jax,torch-dataloader}" \
         --json "$OUT/lenet_cold.json"
     # --warm-cache uses the usual cache folders: the first run fills them, the second is timed
     step lenet_prime 80 python3 benchmarks/train_speed.py --workload lenet --only kiln --warm-cache
