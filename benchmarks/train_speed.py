@@ -52,6 +52,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln-no-cl": "kiln_runs:lenet_no_channels_last",
         "kiln-cudnn": "kiln_runs:lenet_conv_cudnn",
         "kiln-conv-slices": "kiln_runs:lenet_conv_slices",
+        "kiln-conv-unaligned": "kiln_runs:lenet_conv_unaligned",
         "kiln-cudnn-bench": "kiln_runs:lenet_cudnn_benchmark",
         "kiln-cdt": "kiln_runs:lenet_coordinate_descent",
         "torch-dataloader": "torch_loops:lenet_dataloader",

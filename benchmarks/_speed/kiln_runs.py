@@ -109,6 +109,15 @@ def lenet_conv_slices(cfg: Config) -> dict:
     return _lenet_variant(cfg, "convolutions as products of stacked slices")
 
 
+def lenet_conv_unaligned(cfg: Config) -> dict:
+    """kiln with the small convolutions' products unpadded (``_conv_matmul.ALIGN = 1``: depths
+    25 and 150 and 6 filters as they are)."""
+    from kiln.layers import _conv_matmul
+
+    _conv_matmul.ALIGN = 1
+    return _lenet_variant(cfg, "convolutions as unpadded products")
+
+
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:
     x, y = lenet_arrays(cfg.samples)
     x, y = torch.from_numpy(x), torch.from_numpy(y)

@@ -37,6 +37,11 @@ DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
 # atomic adds) or "slices" (one strided slice per kernel offset, stacked; no atomics, but a
 # kernel per offset)
 ROWS = "unfold"
+# the product's depth (kh * kw * C) and filters padded with zeros to a multiple of this, so
+# that cuBLAS can use its aligned kernels: LeNet-5's depths 25 and 150 and 6 filters left it
+# kernels for unaligned 16-bit rows ("align1"/"align2"), most of the step's matrix-product
+# time (H200, 2026-11-28); 1 pads nothing
+ALIGN = 8
 
 
 def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tuple[int, ...],
@@ -71,7 +76,12 @@ def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None,
                    for i in range(kh) for j in range(kw)]  # fmt: skip
         rows = torch.stack(shifted, dim=3).reshape(n * ho * wo, -1)
         flat_weight = weight.permute(0, 2, 3, 1).reshape(filters, kh * kw * channels)
-    y = F.linear(rows, flat_weight, bias)
+    if pad := -rows.shape[1] % ALIGN:  # zero columns times zero weights: the same sums
+        rows, flat_weight = F.pad(rows, (0, pad)), F.pad(flat_weight, (0, pad))
+    if pad := -filters % ALIGN:  # zero filters, dropped from the output
+        flat_weight = F.pad(flat_weight, (0, 0, 0, pad))
+        bias = F.pad(bias, (0, pad)) if bias is not None else None
+    y = F.linear(rows, flat_weight, bias)[:, :filters]
     return y.view(n, ho, wo, filters).permute(0, 3, 1, 2)
 
 
