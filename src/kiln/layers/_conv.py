@@ -33,7 +33,7 @@ class _Conv(Layer):
     padding_modes: ClassVar[tuple[str, ...]] = ("valid", "same")
     conv: ClassVar[Callable[..., Tensor]]
     # small 2-D convolutions as a matrix product under torch.compile on GPUs (_conv_matmul;
-    # LeNet-5: 0.116 against 0.132 s/epoch with cuDNN, H200, 2026-11-28); False keeps cuDNN
+    # LeNet-5: 0.105 against 0.136 s/epoch with cuDNN, H100, 2026-11-28); False keeps cuDNN
     matmul_when_compiled: ClassVar[bool] = True
 
     def __init__(

@@ -9,9 +9,11 @@ kernels: on an H100 the two forward convolutions took 31 us, the second one's we
 lets Inductor write the unfolding into one generated kernel, fused with the casts around it,
 and leaves cuBLAS a small matrix product; autograd derives the backward from the same ops.
 
-On by default (``Conv2D.matmul_when_compiled``) since it was measured on a GPU: LeNet-5
-trained at 0.116 s/epoch with it against 0.132 with cuDNN, in one call on an H200 (2026-11-28,
-``benchmarks/train_speed.py`` rows ``kiln`` and ``kiln-conv-unfold``). Cutting the rows with one
+On by default (``Conv2D.matmul_when_compiled``) since it was measured on GPUs: LeNet-5 trained
+at 0.114 s/epoch with it against 0.136 with cuDNN in one call on an H100, and at 0.105 once the
+product's sizes were padded to multiples of 8 (``ALIGN``; 0.120 unpadded in the same call;
+2026-11-28, ``benchmarks/train_speed.py`` rows ``kiln``, ``kiln-cudnn``,
+``kiln-conv-unaligned``; BENCHMARKS.md). Cutting the rows with one
 strided slice per kernel offset (``ROWS = "slices"``) was slower there (0.164 s): Inductor wrote
 each of the 25 slices as a kernel of its own. Used only while torch.compile traces with static
 shapes (eager code keeps cuDNN: there each window would be a kernel launch of its own;
@@ -39,8 +41,9 @@ DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
 ROWS = "unfold"
 # the product's depth (kh * kw * C) and filters padded with zeros to a multiple of this, so
 # that cuBLAS can use its aligned kernels: LeNet-5's depths 25 and 150 and 6 filters left it
-# kernels for unaligned 16-bit rows ("align1"/"align2"), most of the step's matrix-product
-# time (H200, 2026-11-28); 1 pads nothing
+# kernels for unaligned 16-bit rows ("align1"/"align2"). Padded, an epoch took 0.105 against
+# 0.120 s in one call on an H100 (its step's kernels 156.6 us; 179.4 unpadded on an H200),
+# 2026-11-28; 1 pads nothing
 ALIGN = 8
 
 
