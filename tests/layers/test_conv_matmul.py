@@ -83,23 +83,42 @@ def on_the_cpu(monkeypatch):
     monkeypatch.setattr(kiln.layers._conv._Conv, "matmul_when_compiled", True)
 
 
-def test_compiled_layers_use_the_product_and_match_eager(monkeypatch, on_the_cpu):
+@pytest.fixture
+def spy(monkeypatch):
+    """The input shapes of each convolution run as a product."""
     calls = []
     original = _conv_matmul.conv2d_as_matmul
 
-    def spy(*args):
-        calls.append(args[0].shape)
+    def spying(*args):
+        calls.append(tuple(args[0].shape))
         return original(*args)
 
-    monkeypatch.setattr(kiln.layers._conv, "conv2d_as_matmul", spy)
+    monkeypatch.setattr(kiln.layers._conv, "conv2d_as_matmul", spying)
+    return calls
+
+
+def test_the_trainers_compiled_layers_use_the_product_and_match_eager(monkeypatch, on_the_cpu, spy):
     model = _lenet()
     x = torch.randn(4, 1, 12, 12)
     eager = model(x)
-    assert calls == []  # eager code keeps F.conv2d
+    assert spy == []  # eager code keeps F.conv2d
     torch._dynamo.reset()
+    monkeypatch.setattr(_conv_matmul, "TRAINER_ACTIVE", True)  # as inside Trainer.fit
     compiled = torch.compile(model)(x)
-    assert calls == [(4, 1, 16, 16), (4, 6, 6, 6)]  # the first padded "same" by 2
+    assert spy == [(4, 1, 16, 16), (4, 6, 6, 6)]  # the first padded "same" by 2
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_the_users_own_compile_keeps_the_convolutions_and_fit_scopes_the_product(on_the_cpu, spy):
+    model = _lenet()
+    x = torch.randn(8, 1, 12, 12)
+    torch._dynamo.reset()
+    torch.compile(model)(x)  # outside a Trainer: a graph a user might export or serve
+    assert spy == [] and _conv_matmul.TRAINER_ACTIVE is False
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True)
+    model.fit(x, torch.randint(0, 10, (8,)), batch_size=4, verbose=0, track=False)
+    assert set(spy) == {(4, 1, 16, 16), (4, 6, 6, 6)}  # fit()'s compiled step took it
+    assert _conv_matmul.TRAINER_ACTIVE is False  # and put the setting back
 
 
 def test_deployment_export_keeps_the_convolutions(on_the_cpu):

@@ -8,7 +8,7 @@ import kiln
 from kiln import callbacks as C
 from kiln import layers as L
 from kiln.train import Trainer
-from kiln.train._fast_path import cudnn_scoped, use_cudnn_benchmark
+from kiln.train._fast_path import scoped_settings, use_cudnn_benchmark
 from kiln.train._graphed import CudaGraphStep
 
 gpu = pytest.mark.gpu
@@ -258,11 +258,11 @@ def test_compile_takes_a_mode_and_refuses_modes_that_capture_graphs_of_their_own
     assert seen == ["max-autotune-no-cudagraphs"]
 
 
-def test_cudnn_scoped_sets_the_trainers_choice_and_puts_the_process_setting_back():
+def test_scoped_settings_set_the_trainers_choice_and_put_the_process_setting_back():
     class Fake:
         device, cudnn_benchmark = torch.device("cuda"), True
 
-        @cudnn_scoped
+        @scoped_settings
         def run(self, fail: bool = False) -> bool:
             if fail:
                 raise RuntimeError("a failing fit")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kiln.layers import _activations as activations
+from kiln.layers import _conv_matmul
 from kiln.layers import _initializers as initializers
 from kiln.layers import _padding as padding_
 from kiln.layers._base import Layer
@@ -32,8 +33,9 @@ class _Conv(Layer):
     layout: ClassVar[str]
     padding_modes: ClassVar[tuple[str, ...]] = ("valid", "same")
     conv: ClassVar[Callable[..., Tensor]]
-    # small 2-D convolutions as a matrix product under torch.compile on GPUs (_conv_matmul;
-    # LeNet-5: 0.105 against 0.136 s/epoch with cuDNN, H100, 2026-11-28); False keeps cuDNN
+    # small 2-D convolutions as a matrix product in the step kiln's Trainer compiles on GPUs
+    # (_conv_matmul; LeNet-5: 0.105 against 0.136 s/epoch with cuDNN, H100, 2026-11-28);
+    # False keeps cuDNN
     matmul_when_compiled: ClassVar[bool] = True
 
     def __init__(
@@ -110,9 +112,10 @@ class _Conv(Layer):
     def _as_matmul(self, x: Tensor, sym: tuple[int, ...]) -> Tensor | None:
         """The convolution as a matrix product when it is small and being compiled (see
         ``_conv_matmul``); None: run ``conv``."""
-        # (not torch.compiler.is_exporting(): torch 2.11's Dynamo answers True to it in any
-        # trace; kiln.deploy's export has a dynamic batch, which use_matmul declines)
-        if not (self.rank == 2 and self.matmul_when_compiled and torch.compiler.is_compiling()):
+        # only in a kiln Trainer's compiled step (TRAINER_ACTIVE; not torch.compiler's
+        # is_exporting(): torch 2.11's Dynamo answers True to it in any trace)
+        if not (self.rank == 2 and self.matmul_when_compiled and _conv_matmul.TRAINER_ACTIVE
+                and torch.compiler.is_compiling()):  # fmt: skip
             return None
         padded = F.pad(x, padding_.flat([(p, p) for p in sym])) if any(sym) else x
         if not use_matmul(padded, self.weight, self.strides, self.dilation_rate, self.groups):

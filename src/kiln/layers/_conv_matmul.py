@@ -15,10 +15,10 @@ product's sizes were padded to multiples of 8 (``ALIGN``; 0.120 unpadded in the 
 2026-11-28, ``benchmarks/train_speed.py`` rows ``kiln``, ``kiln-cudnn``,
 ``kiln-conv-unaligned``; BENCHMARKS.md). Cutting the rows with one
 strided slice per kernel offset (``ROWS = "slices"``) was slower there (0.164 s): Inductor wrote
-each of the 25 slices as a kernel of its own. Used only while torch.compile traces with static
-shapes (eager code keeps cuDNN: there each window would be a kernel launch of its own;
-kiln.deploy exports with a dynamic batch, so its passes that fold convolutions still find them),
-on CUDA, for ungrouped, undilated convolutions as narrow as the measured ones
+each of the 25 slices as a kernel of its own. Used only while kiln's Trainer compiles its step
+(``TRAINER_ACTIVE``; not in eager code, where each window would be a kernel launch of its own,
+nor in a model the user compiles or exports, whose graph keeps its convolutions), with static
+shapes, on CUDA, for ungrouped, undilated convolutions as narrow as the measured ones
 (``MAX_FILTERS``) whose unfolded input stays small (``MAX_COLUMNS``), and not under
 ``torch.use_deterministic_algorithms``: the backward of ``unfold`` adds with atomics.
 """
@@ -29,6 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# set by kiln's Trainer while it runs (``scoped_settings``): only the step it compiles takes
+# the product, not a model the user compiles or exports (a graph of unfolds and products,
+# where a serving runtime such as TensorRT expects convolutions)
+TRAINER_ACTIVE = False
 MAX_COLUMNS = 1 << 23  # elements of the unfolded input: 8M (LeNet-5 at batch 128: 2.5M)
 MAX_DEPTH = 512  # kh * kw * C: one row of the product
 # output channels: LeNet-5's 6 and 16 were measured; wider layers (ResNet's 64 and up) fill

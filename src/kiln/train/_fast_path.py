@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from kiln.layers import _conv_matmul
+
 _GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 
@@ -42,21 +44,28 @@ def use_cudnn_benchmark(option: bool | str, model: nn.Module, device: torch.devi
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
-def cudnn_scoped(method: Method) -> Method:
-    """Run a Trainer method with ``torch.backends.cudnn.benchmark`` as the trainer chose it
-    (``trainer.cudnn_benchmark``) and put the process's setting back afterwards: a second model
-    in the same process, or a tuning study's next trial, starts from its own choice."""
+def scoped_settings(method: Method) -> Method:
+    """Run a Trainer method with the process-wide settings the trainer owns, and put them back
+    afterwards, so that a second model in the same process, a tuning study's next trial, or the
+    user's own torch.compile starts from its own choice:
+
+    - ``torch.backends.cudnn.benchmark`` as the trainer chose it (``trainer.cudnn_benchmark``);
+    - small convolutions as matrix products in what the trainer compiles
+      (``kiln.layers._conv_matmul.TRAINER_ACTIVE``): the layers take that path only inside a
+      trainer's own compiled step, never in the user's torch.compile or torch.export."""
 
     @functools.wraps(method)
     def scoped(trainer: Any, *args: Any, **kwargs: Any) -> Any:
-        if trainer.device.type != "cuda":
-            return method(trainer, *args, **kwargs)
-        before = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
+        active = _conv_matmul.TRAINER_ACTIVE
+        benchmark = torch.backends.cudnn.benchmark
+        _conv_matmul.TRAINER_ACTIVE = True
+        if trainer.device.type == "cuda":
+            torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
         try:
             return method(trainer, *args, **kwargs)
         finally:
-            torch.backends.cudnn.benchmark = before
+            _conv_matmul.TRAINER_ACTIVE = active
+            torch.backends.cudnn.benchmark = benchmark
 
     return scoped  # type: ignore[return-value]
 

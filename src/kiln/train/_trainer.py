@@ -34,8 +34,8 @@ from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
     auto_strategy,
     compile_mode,
-    cudnn_scoped,
     make_capturable,
+    scoped_settings,
     to_channels_last,
     use_channels_last,
     use_compile,
@@ -144,7 +144,7 @@ class Trainer:
 
     # ---- fit ----------------------------------------------------------------------------
 
-    @cudnn_scoped
+    @scoped_settings
     def fit(
         self,
         x: Any = None,
@@ -347,7 +347,7 @@ class Trainer:
 
     # ---- evaluate / predict ---------------------------------------------------------------
 
-    @cudnn_scoped
+    @scoped_settings
     def evaluate(
         self,
         x: Any = None,
@@ -387,7 +387,7 @@ class Trainer:
         self._sums.copy_(saved)
         return self._logs_from(sums.flatten().tolist())
 
-    @cudnn_scoped
+    @scoped_settings
     def predict(self, x: Any, *, batch_size: int = 256) -> Any:
         """Model outputs for ``x`` as CPU tensors (same structure as the model's output).
 
@@ -475,7 +475,7 @@ class Trainer:
         out = self._probe(x)
         self.cudnn_benchmark = use_cudnn_benchmark(self._cudnn_benchmark, self.model, self.device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = self.cudnn_benchmark  # inside cudnn_scoped
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark  # inside scoped_settings
         if not self.objective.names:
             self.objective.build(out)
         if targets is not None and len(batch) > 1:
