@@ -110,8 +110,8 @@ class _Conv(Layer):
         return self.activation(y)
 
     def _as_matmul(self, x: Tensor, sym: tuple[int, ...]) -> Tensor | None:
-        """The convolution as a matrix product when it is small and being compiled (see
-        ``_conv_matmul``); None: run ``conv``."""
+        """The convolution as a matrix product when it is small and kiln's Trainer is compiling
+        its step (see ``_conv_matmul``); None: run ``conv``."""
         # only in a kiln Trainer's compiled step (TRAINER_ACTIVE; not torch.compiler's
         # is_exporting(): torch 2.11's Dynamo answers True to it in any trace)
         if not (self.rank == 2 and self.matmul_when_compiled and _conv_matmul.TRAINER_ACTIVE
