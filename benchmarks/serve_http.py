@@ -176,6 +176,11 @@ def build_engine(args: argparse.Namespace) -> Any:
 
     from kiln import deploy
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            "serve_http.py: --device is cuda (the default), and this machine has no CUDA GPU "
+            "that torch can use. Pass --device cpu (or --smoke)."
+        )
     size = args.image_size
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     if args.engine == "echo":
