@@ -53,6 +53,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln-cudnn": "kiln_runs:lenet_conv_cudnn",
         "kiln-conv-slices": "kiln_runs:lenet_conv_slices",
         "kiln-conv-unaligned": "kiln_runs:lenet_conv_unaligned",
+        "kiln-dense-aligned": "kiln_runs:lenet_dense_aligned",
         "kiln-cudnn-bench": "kiln_runs:lenet_cudnn_benchmark",
         "kiln-cdt": "kiln_runs:lenet_coordinate_descent",
         "torch-dataloader": "torch_loops:lenet_dataloader",

@@ -210,14 +210,15 @@ lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, 
         --runs "${PROFILE_RUNS:-kiln,hand,kiln-no-graphs}" --json "$OUT/lenet_profile.json"
     grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
     ;;
-lenet_conv)  # LeNet-5's small convolutions as matrix products (the default since 2026-11-28:
-    # 0.116 against cuDNN's 0.132 s/epoch on an H200) against cuDNN, with and without autotuning
+lenet_conv)  # LeNet-5's products: the small convolutions' (the default since 2026-11-28:
+    # 0.105 against cuDNN's 0.136 s/epoch on an H100) against cuDNN and unpadded, and the Dense
+    # layers' padded to multiples of 8 (kiln-dense-aligned, not yet measured)
     precompile
     step lenet_conv 240 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-cudnn,kiln-cudnn-bench,kiln-conv-slices,torch-cudagraph-compile-bf16 \
+        --only kiln,kiln-dense-aligned,kiln-cudnn,kiln-conv-unaligned,torch-cudagraph-compile-bf16 \
         --json "$OUT/lenet_conv.json"
     step lenet_conv_graph 80 env TORCH_LOGS=graph_code python3 scripts/lenet_kernel_profile.py \
-        --steps 50 --runs kiln --json "$OUT/lenet_conv_profile.json"
+        --steps 50 --runs kiln,kiln-dense-aligned --json "$OUT/lenet_conv_profile.json"
     grep -c "conv2d_as_matmul" "$OUT/lenet_conv_graph.log"
     grep -v "^\[\|^V1" "$OUT/lenet_conv_graph.log" | head -n 45
     ;;

@@ -128,8 +128,18 @@ def main() -> None:
                 prof = profile_kiln(x, y, args.steps)
             finally:
                 _Conv.matmul_when_compiled = True
+        elif run == "kiln-dense-aligned":  # Dense products padded to multiples of 8
+            from kiln import layers
+
+            layers.Dense.align_when_compiled = 8
+            try:
+                prof = profile_kiln(x, y, args.steps)
+            finally:
+                layers.Dense.align_when_compiled = 1
         else:
-            raise SystemExit(f"unknown run {run!r}: kiln, hand, kiln-no-graphs, kiln-cudnn")
+            raise SystemExit(
+                f"unknown run {run!r}: kiln, hand, kiln-no-graphs, kiln-cudnn, kiln-dense-aligned"
+            )
         rows = results[run] = kernels(prof, args.steps)
         show(run, rows, args.limit)
         if args.trace_dir:

@@ -118,6 +118,15 @@ def lenet_conv_unaligned(cfg: Config) -> dict:
     return _lenet_variant(cfg, "convolutions as unpadded products")
 
 
+def lenet_dense_aligned(cfg: Config) -> dict:
+    """kiln with its Dense layers' products padded to multiples of 8 in the compiled step
+    (``kiln.layers.Dense.align_when_compiled = 8``; LeNet-5's 84 and 10 units are unaligned)."""
+    from kiln import layers
+
+    layers.Dense.align_when_compiled = 8
+    return _lenet_variant(cfg, "Dense products padded to multiples of 8")
+
+
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:
     x, y = lenet_arrays(cfg.samples)
     x, y = torch.from_numpy(x), torch.from_numpy(y)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import kiln
 from kiln import layers as L
-from kiln.layers import _conv_matmul
+from kiln.layers import _compiled_step, _conv_matmul
 from kiln.layers._conv_matmul import conv2d_as_matmul, use_matmul
 
 
@@ -39,10 +39,8 @@ def test_the_product_is_the_convolution_and_so_are_its_gradients(
     assert grads[1][0].stride(1) == 1  # channels innermost, as channels_last lays them out
 
 
-def test_only_small_ungrouped_undilated_convolutions_on_listed_devices_qualify(monkeypatch):
+def test_only_small_ungrouped_undilated_convolutions_qualify():
     x, w = torch.empty(128, 6, 14, 14), torch.empty(16, 6, 5, 5)  # LeNet-5's second
-    assert not use_matmul(x, w, (1, 1), (1, 1), 1)  # the CPU is not listed
-    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
     assert use_matmul(x, w, (1, 1), (1, 1), 1)
     assert not use_matmul(x, w, (1, 1), (2, 2), 1)
     assert not use_matmul(x, torch.empty(16, 3, 5, 5), (1, 1), (1, 1), 2)
@@ -64,7 +62,7 @@ def test_only_small_ungrouped_undilated_convolutions_on_listed_devices_qualify(m
 
 def test_small_convolutions_take_the_product_by_default_with_rows_from_unfold():
     assert kiln.layers._conv._Conv.matmul_when_compiled is True
-    assert _conv_matmul.ROWS == "unfold" and _conv_matmul.DEVICE_TYPES == ("cuda",)
+    assert _conv_matmul.ROWS == "unfold" and _compiled_step.DEVICE_TYPES == ("cuda",)
 
 
 def _lenet() -> kiln.Sequential:
@@ -79,7 +77,7 @@ def _lenet() -> kiln.Sequential:
 @pytest.fixture
 def on_the_cpu(monkeypatch):
     """The path on (as by default), and for the CPU."""
-    monkeypatch.setattr(_conv_matmul, "DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(_compiled_step, "DEVICE_TYPES", ("cpu",))
     monkeypatch.setattr(kiln.layers._conv._Conv, "matmul_when_compiled", True)
 
 
@@ -103,7 +101,7 @@ def test_the_trainers_compiled_layers_use_the_product_and_match_eager(monkeypatc
     eager = model(x)
     assert spy == []  # eager code keeps F.conv2d
     torch._dynamo.reset()
-    monkeypatch.setattr(_conv_matmul, "TRAINER_ACTIVE", True)  # as inside Trainer.fit
+    monkeypatch.setattr(_compiled_step, "TRAINER_ACTIVE", True)  # as inside Trainer.fit
     compiled = torch.compile(model)(x)
     assert spy == [(4, 1, 16, 16), (4, 6, 6, 6)]  # the first padded "same" by 2
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
@@ -114,11 +112,11 @@ def test_the_users_own_compile_keeps_the_convolutions_and_fit_scopes_the_product
     x = torch.randn(8, 1, 12, 12)
     torch._dynamo.reset()
     torch.compile(model)(x)  # outside a Trainer: a graph a user might export or serve
-    assert spy == [] and _conv_matmul.TRAINER_ACTIVE is False
+    assert spy == [] and _compiled_step.TRAINER_ACTIVE is False
     model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True)
     model.fit(x, torch.randint(0, 10, (8,)), batch_size=4, verbose=0, track=False)
     assert set(spy) == {(4, 1, 16, 16), (4, 6, 6, 6)}  # fit()'s compiled step took it
-    assert _conv_matmul.TRAINER_ACTIVE is False  # and put the setting back
+    assert _compiled_step.TRAINER_ACTIVE is False  # and put the setting back
 
 
 def test_deployment_export_keeps_the_convolutions(on_the_cpu):

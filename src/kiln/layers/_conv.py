@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kiln.layers import _activations as activations
-from kiln.layers import _conv_matmul
 from kiln.layers import _initializers as initializers
 from kiln.layers import _padding as padding_
 from kiln.layers._base import Layer
+from kiln.layers._compiled_step import in_trainer_step
 from kiln.layers._config import serialize_callables
 from kiln.layers._conv_matmul import conv2d_as_matmul, use_matmul
 from kiln.layers._validate import CHANNEL_HINT, expect_rank, expect_size, int_tuple, positive_int
@@ -112,10 +112,9 @@ class _Conv(Layer):
     def _as_matmul(self, x: Tensor, sym: tuple[int, ...]) -> Tensor | None:
         """The convolution as a matrix product when it is small and kiln's Trainer is compiling
         its step (see ``_conv_matmul``); None: run ``conv``."""
-        # only in a kiln Trainer's compiled step (TRAINER_ACTIVE; not torch.compiler's
-        # is_exporting(): torch 2.11's Dynamo answers True to it in any trace)
-        if not (self.rank == 2 and self.matmul_when_compiled and _conv_matmul.TRAINER_ACTIVE
-                and torch.compiler.is_compiling()):  # fmt: skip
+        # only in a kiln Trainer's compiled step (not torch.compiler's is_exporting(): torch
+        # 2.11's Dynamo answers True to it in any trace)
+        if not (self.rank == 2 and self.matmul_when_compiled and in_trainer_step(x)):
             return None
         padded = F.pad(x, padding_.flat([(p, p) for p in sym])) if any(sym) else x
         if not use_matmul(padded, self.weight, self.strides, self.dilation_rate, self.groups):

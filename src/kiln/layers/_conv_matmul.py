@@ -16,9 +16,9 @@ product's sizes were padded to multiples of 8 (``ALIGN``; 0.120 unpadded in the 
 ``kiln-conv-unaligned``; BENCHMARKS.md). Cutting the rows with one
 strided slice per kernel offset (``ROWS = "slices"``) was slower there (0.164 s): Inductor wrote
 each of the 25 slices as a kernel of its own. Used only while kiln's Trainer compiles its step
-(``TRAINER_ACTIVE``; not in eager code, where each window would be a kernel launch of its own,
-nor in a model the user compiles or exports, whose graph keeps its convolutions), with static
-shapes, on CUDA, for ungrouped, undilated convolutions as narrow as the measured ones
+on CUDA (``_compiled_step``: not in eager code, where each window would be a kernel launch of
+its own, nor in a model the user compiles or exports, whose graph keeps its convolutions), with
+static shapes, for ungrouped, undilated convolutions as narrow as the measured ones
 (``MAX_FILTERS``) whose unfolded input stays small (``MAX_COLUMNS``), and not under
 ``torch.use_deterministic_algorithms``: the backward of ``unfold`` adds with atomics.
 """
@@ -26,19 +26,15 @@ shapes, on CUDA, for ungrouped, undilated convolutions as narrow as the measured
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-# set by kiln's Trainer while it runs (``scoped_settings``): only the step it compiles takes
-# the product, not a model the user compiles or exports (a graph of unfolds and products,
-# where a serving runtime such as TensorRT expects convolutions)
-TRAINER_ACTIVE = False
+from kiln.layers._compiled_step import padded_linear
+
 MAX_COLUMNS = 1 << 23  # elements of the unfolded input: 8M (LeNet-5 at batch 128: 2.5M)
 MAX_DEPTH = 512  # kh * kw * C: one row of the product
 # output channels: LeNet-5's 6 and 16 were measured; wider layers (ResNet's 64 and up) fill
 # cuDNN's tensor-core tiles and keep cuDNN until a measurement says otherwise
 MAX_FILTERS = 16
-DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
 # how the rows are cut: "unfold" (Tensor.unfold, one gather kernel; the backward scatters with
 # atomic adds) or "slices" (one strided slice per kernel offset, stacked; no atomics, but a
 # kernel per offset)
@@ -54,8 +50,8 @@ ALIGN = 8
 def use_matmul(x: Tensor, weight: Tensor, strides: tuple[int, ...], dilation: tuple[int, ...],
                groups: int) -> bool:  # fmt: skip
     """Whether this convolution (``x`` padded already) is small enough to run as a product."""
-    if x.device.type not in DEVICE_TYPES or not all(isinstance(d, int) for d in x.shape):
-        return False  # another device, or dynamic shapes (the size rule needs numbers)
+    if not all(isinstance(d, int) for d in x.shape):
+        return False  # dynamic shapes: the size rule needs numbers
     if groups != 1 or any(d != 1 for d in dilation) or x.dim() != 4:
         return False
     if weight.shape[0] > MAX_FILTERS or torch.are_deterministic_algorithms_enabled():
@@ -83,12 +79,7 @@ def conv2d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None,
                    for i in range(kh) for j in range(kw)]  # fmt: skip
         rows = torch.stack(shifted, dim=3).reshape(n * ho * wo, -1)
         flat_weight = weight.permute(0, 2, 3, 1).reshape(filters, kh * kw * channels)
-    if pad := -rows.shape[1] % ALIGN:  # zero columns times zero weights: the same sums
-        rows, flat_weight = F.pad(rows, (0, pad)), F.pad(flat_weight, (0, pad))
-    if pad := -filters % ALIGN:  # zero filters, dropped from the output
-        flat_weight = F.pad(flat_weight, (0, 0, 0, pad))
-        bias = F.pad(bias, (0, pad)) if bias is not None else None
-    y = F.linear(rows, flat_weight, bias)[:, :filters]
+    y = padded_linear(rows, flat_weight, bias, ALIGN)
     return y.view(n, ho, wo, filters).permute(0, 3, 1, 2)
 
 

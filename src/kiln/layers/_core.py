@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from kiln.layers import _activations as activations
 from kiln.layers import _initializers as initializers
 from kiln.layers._base import Layer
+from kiln.layers._compiled_step import in_trainer_step, padded_linear
 from kiln.layers._config import serialize_callables
 from kiln.layers._validate import expect_rank, expect_size, fraction, positive_int
 
@@ -26,6 +27,13 @@ class Dense(Layer):
     shapes, so ``nn.Linear.load_state_dict(dense.state_dict())`` works both ways. Initializers
     default to Keras's (glorot_uniform, zeros); ``"torch"`` gives nn.Linear's.
     """
+
+    # In the step kiln's Trainer compiles on a GPU, pad the product's sizes with zeros to
+    # multiples of this (``_compiled_step.padded_linear``), so that cuBLAS can use its aligned
+    # kernels: LeNet-5's 84 and 10 units are the likely owners of its step's unaligned cuBLAS
+    # kernels (align2, 3.5-7.2 us each on an H100, 2026-11-28). 1 pads nothing: the default
+    # until a GPU measurement says otherwise (``train_speed.py`` row kiln-dense-aligned).
+    align_when_compiled: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -59,6 +67,10 @@ class Dense(Layer):
         expect_size(self, x.shape, -1, self.in_features, "features")
         if self._linear is not None:
             return self.activation(self._linear(x))
+        if self.align_when_compiled > 1 and in_trainer_step(x):
+            return self.activation(
+                padded_linear(x, self.weight, self.bias, self.align_when_compiled)
+            )
         return self.activation(F.linear(x, self.weight, self.bias))
 
     def use_linear(self, linear: Callable[[Tensor], Tensor] | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from kiln.layers import _conv_matmul
+from kiln.layers import _compiled_step
 
 _GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
@@ -50,21 +50,21 @@ def scoped_settings(method: Method) -> Method:
     user's own torch.compile starts from its own choice:
 
     - ``torch.backends.cudnn.benchmark`` as the trainer chose it (``trainer.cudnn_benchmark``);
-    - small convolutions as matrix products in what the trainer compiles
-      (``kiln.layers._conv_matmul.TRAINER_ACTIVE``): the layers take that path only inside a
-      trainer's own compiled step, never in the user's torch.compile or torch.export."""
+    - the layers' shapes for the trainer's own compiled step
+      (``kiln.layers._compiled_step.TRAINER_ACTIVE``: small convolutions as matrix products,
+      products padded to aligned sizes), never in the user's torch.compile or torch.export."""
 
     @functools.wraps(method)
     def scoped(trainer: Any, *args: Any, **kwargs: Any) -> Any:
-        active = _conv_matmul.TRAINER_ACTIVE
+        active = _compiled_step.TRAINER_ACTIVE
         benchmark = torch.backends.cudnn.benchmark
-        _conv_matmul.TRAINER_ACTIVE = True
+        _compiled_step.TRAINER_ACTIVE = True
         if trainer.device.type == "cuda":
             torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
         try:
             return method(trainer, *args, **kwargs)
         finally:
-            _conv_matmul.TRAINER_ACTIVE = active
+            _compiled_step.TRAINER_ACTIVE = active
             torch.backends.cudnn.benchmark = benchmark
 
     return scoped  # type: ignore[return-value]
