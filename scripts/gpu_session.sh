@@ -211,11 +211,12 @@ lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, 
     grep -v "^\[" "$OUT/lenet_profile.log" | head -n 150
     ;;
 lenet_conv)  # LeNet-5's products: the small convolutions' (the default since 2026-11-28:
-    # 0.105 against cuDNN's 0.136 s/epoch on an H100) against cuDNN and unpadded, and the Dense
-    # layers' padded to multiples of 8 (kiln-dense-aligned, not yet measured)
+    # 0.105 against cuDNN's 0.136 s/epoch on an H100) against cuDNN, and the Dense
+    # layers' padded to multiples of 8 (kiln-dense-aligned) and the partial batch captured
+    # after one warm-up (kiln-partial-graph), neither measured yet
     precompile
     step lenet_conv 240 python3 benchmarks/train_speed.py --workload lenet \
-        --only kiln,kiln-dense-aligned,kiln-cudnn,kiln-conv-unaligned,torch-cudagraph-compile-bf16 \
+        --only kiln,kiln-dense-aligned,kiln-partial-graph,kiln-cudnn,torch-cudagraph-compile-bf16 \
         --json "$OUT/lenet_conv.json"
     step lenet_conv_graph 80 env TORCH_LOGS=graph_code python3 scripts/lenet_kernel_profile.py \
         --steps 50 --runs kiln,kiln-dense-aligned --json "$OUT/lenet_conv_profile.json"

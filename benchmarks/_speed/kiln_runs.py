@@ -127,6 +127,15 @@ def lenet_dense_aligned(cfg: Config) -> dict:
     return _lenet_variant(cfg, "Dense products padded to multiples of 8")
 
 
+def lenet_partial_graph(cfg: Config) -> dict:
+    """kiln with the epoch's partial last batch captured after one eager run, not three
+    (``CudaGraphStep.LATER_WARMUP = 1``)."""
+    from kiln.train._graphed import CudaGraphStep
+
+    CudaGraphStep.LATER_WARMUP = 1
+    return _lenet_variant(cfg, "the partial batch captured after one warm-up")
+
+
 def _lenet_variant(cfg: Config, what: str, **options: Any) -> dict:
     x, y = lenet_arrays(cfg.samples)
     x, y = torch.from_numpy(x), torch.from_numpy(y)

@@ -55,6 +55,22 @@ def test_cuda_graph_step_equals_eager_step_with_a_schedule():
 
 
 @gpu
+def test_a_later_shape_captured_after_one_warm_up_trains_the_same_weights(monkeypatch):
+    """``LATER_WARMUP = 1``: the short last batch is captured in epoch 2, not epoch 4."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    fixed = {"precision": "fp32", "compile": False, "channels_last": False}
+    eager, h_eager = _train({"epochs": 3}, cuda_graphs=False, **fixed)
+    monkeypatch.setattr(CudaGraphStep, "LATER_WARMUP", 1)
+    graphed, h_graphed = _train({"epochs": 3}, cuda_graphs=True, **fixed)
+    step = graphed._trainer._step_fn
+    assert len(step._graphs) == 2  # full batches and the short one, by epoch 3
+    assert sorted(step._eager_runs.values()) == [1, 3]  # the short one ran eagerly once
+    for a, b in zip(eager.state_dict().values(), graphed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert h_eager.history["loss"] == pytest.approx(h_graphed.history["loss"], rel=1e-5)
+
+
+@gpu
 def test_gathering_batches_inside_the_graph_trains_the_same_weights():
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     fixed = {"precision": "fp32", "compile": False, "channels_last": False}

@@ -6,7 +6,9 @@ turns hundreds of launches into one. The step must be static: it reads its input
 buffers, keeps all state in place (optimizer state, a tensor learning rate, on-device sums)
 and never syncs with the host. Each batch shape (the full batches, the last partial one) gets
 its own graph, sharing one memory pool; the first ``warmup`` steps of each shape run eagerly
-on a side stream, as graph capture requires, and count as ordinary training steps.
+on a side stream, as graph capture requires, and count as ordinary training steps. A shape
+that comes after a graph was captured (the epoch's partial last batch) needs less: the
+optimizer's state and the libraries are set up by then (``LATER_WARMUP``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ Step = Callable[..., None]
 
 
 class CudaGraphStep:
+    # eager runs of a shape that comes after the first capture; 3 (as ``warmup``) keeps
+    # LeNet-5's partial batch eager through its first three epochs. 1 is not yet measured on a
+    # GPU (``train_speed.py`` row kiln-partial-graph)
+    LATER_WARMUP = 3
+
     def __init__(self, step: Step, zero_grad: Callable[[], None], warmup: int = 3) -> None:
         self.step = step
         self.zero_grad = zero_grad
@@ -41,7 +48,7 @@ class CudaGraphStep:
                 if isinstance(buffer, torch.Tensor):
                     buffer.copy_(value, non_blocking=True)
             graph.replay()
-        elif self._eager_runs.get(key, 0) < self.warmup:
+        elif self._eager_runs.get(key, 0) < (self.LATER_WARMUP if self._graphs else self.warmup):
             self._eager_runs[key] = self._eager_runs.get(key, 0) + 1
             self._on_side_stream(lambda: self.step(*batch))
         else:
