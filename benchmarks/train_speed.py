@@ -55,6 +55,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln-conv-unaligned": "kiln_runs:lenet_conv_unaligned",
         "kiln-dense-aligned": "kiln_runs:lenet_dense_aligned",
         "kiln-partial-graph": "kiln_runs:lenet_partial_graph",
+        "kiln-foreground": "kiln_runs:lenet_foreground",
         "kiln-cudnn-bench": "kiln_runs:lenet_cudnn_benchmark",
         "kiln-cdt": "kiln_runs:lenet_coordinate_descent",
         "torch-dataloader": "torch_loops:lenet_dataloader",

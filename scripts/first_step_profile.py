@@ -8,6 +8,7 @@ steps 1 and 2 and of the epoch, and the compile phases that took longest (torch.
 compile_times, summed per phase).
 
     python scripts/first_step_profile.py --device cuda --runs cold,warm
+    python scripts/first_step_profile.py --device cuda --runs cold,warm,cold-fg,warm-fg
     python scripts/first_step_profile.py --device cuda --runs cold-lazy,warm-lazy,cold,warm
     python scripts/first_step_profile.py --device cpu --compile   # CPU, compiled (a check)
 """
@@ -62,6 +63,8 @@ for owner, name, label in [
     timed(owner, name, label)
 model = kiln.zoo.create_model("lenet5")
 extra = {"compile": True} if opts["compile"] else {}
+if not opts["background"] or opts["compile"]:  # "-fg"; or the CPU check: behind it there too
+    extra["background_compile"] = opts["background"]
 if opts["cudnn_benchmark"] is not None:
     extra["cudnn_benchmark"] = opts["cudnn_benchmark"]
 model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"],
@@ -73,12 +76,23 @@ class Clock(kiln.train.callbacks.Callback):
         marks["train begin"] = time.perf_counter() - t2
 
     def on_batch_end(self, trainer, step, logs):
-        # steps 1-3 warm up on a side stream (1 compiles), 4 captures the CUDA graph, 5
-        # replays it; the epoch's last step is its partial batch, which runs eagerly
+        # steps 1-3 warm up on a side stream (1 compiles, in the foreground), 4 captures the
+        # CUDA graph, 5 replays it; the epoch's last step is its partial batch, which runs
+        # eagerly. With the compile in the background, steps 1-4 are the eager step's
+        behind = getattr(trainer._step_fn, "switched", None)
+        if behind and "switch" not in marks:
+            marks["switch"] = time.perf_counter() - t2
+            marks["switch step"] = step
         if step <= 5 or step >= trainer.steps_per_epoch - 1:
             if opts["device"].startswith("cuda"):
                 torch.cuda.synchronize()
             marks[f"step {step}"] = time.perf_counter() - t2
+
+    def on_epoch_end(self, trainer, epoch, logs):  # the bar's end point (fit may go on
+        # waiting for a compile that runs behind the training)
+        if opts["device"].startswith("cuda"):
+            torch.cuda.synchronize()
+        marks["epoch"] = time.perf_counter() - t2
 
 profiler = None
 if opts["cprofile"]:
@@ -95,7 +109,7 @@ if profiler is not None:
     open(opts["cprofile"], "w").write(text.getvalue())
 if opts["device"].startswith("cuda"):
     torch.cuda.synchronize()
-marks["epoch"] = time.perf_counter() - t2
+marks["fit returned"] = time.perf_counter() - t2
 from torch._dynamo.utils import compile_times
 phases = {}
 import re
@@ -150,7 +164,8 @@ def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, KILN_STORE=f"{cache}/kiln.db")
     opts = {"device": args.device, "samples": args.samples, "compile": args.compile,
             "cudnn_benchmark": {"on": True, "off": False}.get(args.cudnn_benchmark),
-            "track": not args.no_track, "warm_workers": not kind.endswith("-lazy"),
+            "track": not args.no_track, "warm_workers": "lazy" not in kind.split("-"),
+            "background": "fg" not in kind.split("-"),
             "cprofile": f"{cache}/{kind}.prof.txt" if args.cprofile else None}  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
@@ -169,7 +184,8 @@ def main() -> None:
         "--runs",
         default="cold,warm",
         help="cold (an empty cache) and warm (the last cold run's cache) runs, in order; "
-        "'-lazy' after one leaves Inductor's compile workers to start when it first compiles",
+        "'-lazy' after one leaves Inductor's compile workers to start when it first compiles, "
+        "'-fg' compiles before the first step (background_compile=False)",
     )
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
@@ -200,7 +216,8 @@ def main() -> None:
         if kind.startswith("cold") and any(k.startswith("cold") for k in results):
             cache = tempfile.mkdtemp(prefix="kiln-first-step-")  # each cold run starts empty
         r = results[kind] = run(kind, cache, args)
-        marks = ", ".join(f"{k} {v:.2f} s" for k, v in r["marks"].items())
+        marks = ", ".join(f"{k} {v:.2f} s" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in r["marks"].items())  # fmt: skip
         print(f"## {kind}: import {r['import_s']:.2f} s; from fit(): {marks}; "
               f"process {r['process_s']:.1f} s", flush=True)  # fmt: skip
         for name, seconds in r["spans"].items():

@@ -28,6 +28,7 @@ def test_cpu_smoke_run_prints_kiln_and_ratios(tmp_path):
         assert result["status"] == "ok"
         assert len(result["epoch_s"]) == 2 and result["steps_per_epoch"] == 16
         assert result["first_step_s"] > 0 and min(result["epoch_s"]) > 0
+        assert result["first_epoch_s"] >= max(result["first_step_s"], result["epoch_s"][0])
     assert kiln["kiln_speedup"] == 1.0
     assert torch_loop["kiln_speedup"] == pytest.approx(kiln["img_s"] / torch_loop["img_s"])
     skipped = results["torch-cudagraph-eager"]

@@ -43,6 +43,7 @@ class Clock:
         self._sync, self._peak_bytes = sync, peak_bytes
         self.start = time.perf_counter()
         self.first_step_s: float | None = None
+        self.first_epoch_s: float | None = None  # from the start to the end of epoch 1
         self.epoch_s: list[float] = []
         self._epoch_start = self.start
 
@@ -57,7 +58,10 @@ class Clock:
 
     def epoch_end(self) -> None:
         self._sync()
-        self.epoch_s.append(time.perf_counter() - self._epoch_start)
+        now = time.perf_counter()
+        self.epoch_s.append(now - self._epoch_start)
+        if self.first_epoch_s is None:
+            self.first_epoch_s = now - self.start
 
     def result(
         self, steps_per_epoch: int, samples_per_epoch: int, note: str = ""
@@ -65,6 +69,7 @@ class Clock:
         return {
             "epoch_s": self.epoch_s,
             "first_step_s": self.first_step_s,
+            "first_epoch_s": self.first_epoch_s,
             "peak_bytes": self._peak_bytes(),
             "steps_per_epoch": steps_per_epoch,
             "samples_per_epoch": samples_per_epoch,

@@ -13,7 +13,8 @@ from rich.text import Text
 from _speed.common import Config
 
 TITLES = {"lenet": "LeNet-5", "resnet50": "ResNet-50"}
-COLUMNS = ("competitor", "{time}", "img/s", "first step", "peak memory", "kiln speedup", "notes")
+COLUMNS = ("competitor", "{time}", "img/s", "first step", "first epoch", "peak memory",
+           "kiln speedup", "notes")  # fmt: skip
 
 
 def summarize(results: dict[str, dict[str, Any]]) -> None:
@@ -52,15 +53,16 @@ def environment(results: dict[str, dict[str, Any]]) -> str:
 
 def _row(cfg: Config, name: str, r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [name, "-", "-", "-", "-", "-", f"{r['status']}: {r['reason']}"]
+        return [name, "-", "-", "-", "-", "-", "-", f"{r['status']}: {r['reason']}"]
     if cfg.workload == "lenet":
         time = f"{r['steady_s']:.3f}"
     else:
         time = f"{1000 * r['steady_s'] / r['steps_per_epoch']:.1f}"
     first = f"{r['first_step_s']:.2f} s" if r["first_step_s"] is not None else "-"
+    epoch = f"{r['first_epoch_s']:.2f} s" if r.get("first_epoch_s") is not None else "-"
     peak = f"{r['peak_bytes'] / 2**20:,.0f} MiB" if r["peak_bytes"] is not None else "-"
     speedup = f"{r['kiln_speedup']:.2f}x" if "kiln_speedup" in r else "-"
-    return [name, time, f"{r['img_s']:,.0f}", first, peak, speedup, r["note"]]
+    return [name, time, f"{r['img_s']:,.0f}", first, epoch, peak, speedup, r["note"]]
 
 
 def _headers(cfg: Config) -> list[str]:
@@ -72,7 +74,7 @@ def print_tables(cfg: Config, results: dict[str, dict[str, Any]], console: Conso
     """A rich table to read, then the same as Markdown to paste into BENCHMARKS.md."""
     table = Table(title=f"{title(cfg)}\n{environment(results)}", title_justify="left")
     for i, header in enumerate(_headers(cfg)):
-        table.add_column(header, justify="right" if 0 < i < 6 else "left")
+        table.add_column(header, justify="right" if 0 < i < 7 else "left")
     body = [_row(cfg, name, result) for name, result in results.items()]
     for row in body:
         table.add_row(*map(Text, row))  # Text: no rich markup in error messages
@@ -80,13 +82,14 @@ def print_tables(cfg: Config, results: dict[str, dict[str, Any]], console: Conso
     console.print(
         "kiln speedup: the competitor's time per image / kiln's (above 1: kiln is faster). "
         "First step: from building the model to the first optimizer step done (data transfer, "
-        "compilation and capture included). Peak memory: device memory allocated during the "
-        "run beyond what was allocated before it (ResNet-50's data starts on the device and "
-        "is not counted; LeNet's starts on the host: a run that copies it over counts it).",
+        "compilation and capture included); first epoch: from there to the end of epoch 1. "
+        "Peak memory: device memory allocated during the run beyond what was allocated before "
+        "it (ResNet-50's data starts on the device and is not counted; LeNet's starts on the "
+        "host: a run that copies it over counts it).",
         highlight=False,
     )
     markdown = [f"**{title(cfg)}** — {environment(results)}", ""]
-    markdown += [_md_line(_headers(cfg)), "|---|" + "---:|" * 5 + "---|"]
+    markdown += [_md_line(_headers(cfg)), "|---|" + "---:|" * 6 + "---|"]
     markdown += [
         _md_line([f"**{row[0]}**" if row[0] == "kiln" else row[0], *row[1:]]) for row in body
     ]

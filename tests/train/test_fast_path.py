@@ -103,6 +103,37 @@ def test_defaults_compile_capture_and_use_channels_last():
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
+class _SeesCompiling(C.Callback):
+    """Counts the steps trained while the step compiled in the background."""
+
+    def __init__(self) -> None:
+        self.while_compiling = 0
+
+    def on_batch_end(self, trainer, step, logs):
+        self.while_compiling += int(getattr(trainer._step_fn, "compiling", False))
+
+
+@gpu
+def test_small_models_train_while_the_step_compiles_then_switch_to_the_copys_graph():
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    seen = _SeesCompiling()
+    model, history = _train({"epochs": 3, "callbacks": [seen]})
+    trainer = model._trainer
+    assert seen.while_compiling > 0  # the eager step, replayed, trained while Inductor worked
+    # fit() waited for the compile: the next one starts with the compiled step, captured
+    assert isinstance(trainer._step_fn, CudaGraphStep)
+    assert trainer._forward_loss_fn is not trainer._forward_loss
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(100, 1, 12, 12, generator=g), torch.randint(0, 5, (100,), generator=g)
+    again = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
+    assert trainer._step_fn.captured == 2  # full batches, and the short one from epoch 4
+    # traced once, for the copy of the model: the model itself passed the same guards
+    assert counters["stats"]["unique_graphs"] == 1
+    assert again.history["loss"][-1] < history.history["loss"][0]
+
+
 class _SeesCudnn(C.Callback):
     """Records ``torch.backends.cudnn.benchmark`` as the training steps see it."""
 
@@ -221,9 +252,9 @@ def test_only_full_batches_take_the_compiled_path(monkeypatch):
     rows_seen = []
 
     def counting_compile(fn, **kwargs):
-        def compiled(x, *args):
+        def compiled(model, x, *args):
             rows_seen.append(x.shape[0])
-            return fn(x, *args)
+            return fn(model, x, *args)
 
         return compiled
 

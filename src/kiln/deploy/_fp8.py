@@ -39,8 +39,11 @@ class Float8Linear(Pass):
                 self.quantized.append(fqn)
             return ok
 
+        # set_inductor_config=False: by default torchao sets process-wide Inductor options
+        # (coordinate-descent tuning among them), which then tuned kernels of a later
+        # training step inside its CUDA graph capture and broke it (GPU tests, 2026-11-28)
         config = quantization.Float8DynamicActivationFloat8WeightConfig(
-            granularity=quantization.PerRow()
+            granularity=quantization.PerRow(), set_inductor_config=False
         )
         quantization.quantize_(module, config, filter_fn=eligible)
         if not self.quantized:

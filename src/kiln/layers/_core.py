@@ -31,8 +31,10 @@ class Dense(Layer):
     # In the step kiln's Trainer compiles on a GPU, pad the product's sizes with zeros to
     # multiples of this (``_compiled_step.padded_linear``), so that cuBLAS can use its aligned
     # kernels: LeNet-5's 84 and 10 units are the likely owners of its step's unaligned cuBLAS
-    # kernels (align2, 3.5-7.2 us each on an H100, 2026-11-28). 1 pads nothing: the default
-    # until a GPU measurement says otherwise (``train_speed.py`` row kiln-dense-aligned).
+    # kernels (align2, 3.5-7.2 us each on an H100, 2026-11-28). Measured, it lost: LeNet-5
+    # trained at 0.113 s/epoch padded to 8 against 0.101 unpadded in one call on an H200 (the
+    # pads are kernels of their own; 2026-11-28, ``train_speed.py`` row kiln-dense-aligned).
+    # 1 pads nothing: the default.
     align_when_compiled: ClassVar[int] = 1
 
     def __init__(

@@ -116,6 +116,40 @@ def warm_compile_workers() -> bool:
     return True
 
 
+# models of up to this many parameters train while their step compiles ("auto"): LeNet-5 has
+# 61,706. The compile runs the step once on a copy of the model, so for that moment the run
+# holds a second model and its activations: ResNet-50 (25.6M) compiles before its first step,
+# as torch.compile does, keeping its peak memory that of the compiled loop
+BACKGROUND_MAX_PARAMS = 5_000_000
+
+
+def use_background_compile(
+    option: bool | str,
+    *,
+    mode: str | None,
+    device: torch.device,
+    model: nn.Module,
+    distributed: bool,
+    captures: bool,
+    precision: str,
+    gather_in_graph: bool,
+) -> bool:
+    """Train with the eager step while the compiled one is built (``CompileBehind``)? "auto":
+    on a GPU, for a small model whose step is captured in CUDA graphs (the eager step, replayed,
+    then needs little of the CPU that the compile needs), in torch's default compile mode (the
+    autotuning modes time kernels, which a training GPU would disturb), in one process, and not
+    with the float8 layers or ``gather_in_graph``, nor under
+    ``torch.use_deterministic_algorithms`` (the step where the switch comes depends on time,
+    and the compile's run draws from the random generators the training draws from). True
+    turns it on wherever the step compiles (on a CPU too), False off."""
+    if option != "auto":
+        return bool(option)
+    small = sum(p.numel() for p in model.parameters()) <= BACKGROUND_MAX_PARAMS
+    plain = mode is None and precision != "fp8" and not (distributed or gather_in_graph)
+    plain = plain and not torch.are_deterministic_algorithms_enabled()
+    return device.type == "cuda" and captures and plain and small
+
+
 def compile_mode(option: bool | str) -> str | None:
     """The torch.compile mode for a ``compile`` option (None: torch's default)."""
     return option if isinstance(option, str) and option in COMPILE_MODES[1:] else None

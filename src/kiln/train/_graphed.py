@@ -8,7 +8,9 @@ and never syncs with the host. Each batch shape (the full batches, the last part
 its own graph, sharing one memory pool; the first ``warmup`` steps of each shape run eagerly
 on a side stream, as graph capture requires, and count as ordinary training steps. A shape
 that comes after a graph was captured (the epoch's partial last batch) needs less: the
-optimizer's state and the libraries are set up by then (``LATER_WARMUP``).
+optimizer's state and the libraries are set up by then (``LATER_WARMUP``). With
+``later_shapes=False`` only the first shape is captured and the others run eagerly (while
+another thread works on the GPU, as ``CompileBehind``'s compile does, capturing is not safe).
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ Step = Callable[..., None]
 
 class CudaGraphStep:
     # eager runs of a shape that comes after the first capture; 3 (as ``warmup``) keeps
-    # LeNet-5's partial batch eager through its first three epochs. 1 is not yet measured on a
-    # GPU (``train_speed.py`` row kiln-partial-graph)
+    # LeNet-5's partial batch eager through its first three epochs. 1 made no difference to
+    # its steady epochs (0.101 s/epoch both, one call on an H200, 2026-11-28, ``train_speed.py``
+    # row kiln-partial-graph)
     LATER_WARMUP = 3
 
-    def __init__(self, step: Step, zero_grad: Callable[[], None], warmup: int = 3) -> None:
+    def __init__(
+        self, step: Step, zero_grad: Callable[[], None], warmup: int = 3, later_shapes: bool = True
+    ) -> None:
         self.step = step
+        self.later_shapes = later_shapes
         self.zero_grad = zero_grad
         self.warmup = warmup
         self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, list[torch.Tensor]]] = {}
@@ -48,11 +54,21 @@ class CudaGraphStep:
                 if isinstance(buffer, torch.Tensor):
                     buffer.copy_(value, non_blocking=True)
             graph.replay()
-        elif self._eager_runs.get(key, 0) < (self.LATER_WARMUP if self._graphs else self.warmup):
+        elif not self._ready_to_capture(key):
             self._eager_runs[key] = self._eager_runs.get(key, 0) + 1
             self._on_side_stream(lambda: self.step(*batch))
         else:
             self._capture(key, leaves, spec)
+
+    def _ready_to_capture(self, key: tuple[Any, ...]) -> bool:
+        if not self._graphs:
+            return self._eager_runs.get(key, 0) >= self.warmup
+        return self.later_shapes and self._eager_runs.get(key, 0) >= self.LATER_WARMUP
+
+    @property
+    def captured(self) -> int:
+        """How many batch shapes have a graph."""
+        return len(self._graphs)
 
     def _capture(self, key: tuple[Any, ...], leaves: list[Any], spec: Any) -> None:
         static = [t.clone() if isinstance(t, torch.Tensor) else t for t in leaves]

@@ -8,8 +8,10 @@ callbacks -> resume checkpoint. Everything a step adds to the logs stays on the 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from kiln.train._batches import (
     unpack_validation,
 )
 from kiln.train._callback import Callback, Logs
+from kiln.train._compile_behind import CompileBehind
 from kiln.train._data import assemble, split_tail
 from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
@@ -37,6 +40,7 @@ from kiln.train._fast_path import (
     make_capturable,
     scoped_settings,
     to_channels_last,
+    use_background_compile,
     use_channels_last,
     use_compile,
     use_cuda_graphs,
@@ -72,6 +76,10 @@ class Trainer:
     ``gather_in_graph=True`` (an experiment) moves the gathering of each batch from
     GPU-resident data into the captured step; measured on an H100 it made LeNet-5 11% slower
     than the default (BENCHMARKS.md), so it stays off.
+    ``background_compile`` ("auto": small models whose step is captured on a GPU, see
+    ``_fast_path.use_background_compile``) trains with the eager step while a thread compiles
+    the step on a copy of the model, then switches (``CompileBehind``): the first epoch no
+    longer waits for the compile. fit() returns once the compile is done.
     Started by ``kiln launch`` (torchrun), ``strategy`` "auto" trains with DDP, or with FSDP
     when the model's weights, gradients and optimizer state would take more than half of one
     GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose.
@@ -95,6 +103,7 @@ class Trainer:
         channels_last: bool | str = "auto",
         cudnn_benchmark: bool | str = "auto",
         gather_in_graph: bool = False,
+        background_compile: bool | str = "auto",
         strategy: str = "auto",
         **optimizer_options: Any,
     ) -> None:
@@ -107,20 +116,22 @@ class Trainer:
         self.precision = resolve_precision(precision, self.device)
         self._fast_options = {"compile": compile, "cuda_graphs": cuda_graphs,
                               "channels_last": channels_last,
-                              "gather_in_graph": gather_in_graph}  # fmt: skip
+                              "gather_in_graph": gather_in_graph,
+                              "background_compile": background_compile}  # fmt: skip
         self._gather_step: CudaGraphStep | None = None
         self.channels_last = False
         self._step_fn: Any = None
+        self._captures = False  # whether the step is captured in CUDA graphs
         self._optimizer_step: Callable[[], Any] | None = None  # chosen with the step
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if strategy not in ("auto", "ddp", "fsdp"):
             raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
         self._strategy_option = strategy
         self.strategy = "ddp" if strategy == "auto" else strategy  # "auto" decides in _setup
-        if cudnn_benchmark not in ("auto", True, False):
-            raise ValueError(
-                f"cudnn_benchmark must be 'auto', True or False; received {cudnn_benchmark!r}."
-            )
+        for name, value in (("cudnn_benchmark", cudnn_benchmark),
+                            ("background_compile", background_compile)):  # fmt: skip
+            if value not in ("auto", True, False):
+                raise ValueError(f"{name} must be 'auto', True or False; received {value!r}.")
         self._cudnn_benchmark = cudnn_benchmark  # "auto" decides in _setup, by the model
         self.cudnn_benchmark = cudnn_benchmark is True  # in force while fit & co. run
         self.objective = Objective(loss, metrics, loss_weights) if loss is not None else None
@@ -217,7 +228,9 @@ class Trainer:
         try:
             while self.epoch < epochs and not self.stop_training:
                 logs = self._run_epoch(loader, val_loader, callbacks, resume, checkpoint_every)
+            self._finish_compile()  # it compiles under fit()'s settings: it ends in fit()
         except BaseException as error:  # Ctrl-C too: the tracked run says how it ended
+            self._finish_compile(raise_error=False)  # the error that stopped fit() is raised
             for cb in callbacks:
                 cb.on_train_error(self, error)
             raise
@@ -287,15 +300,23 @@ class Trainer:
                              lambda: optimizer.zero_grad(set_to_none=True))  # fmt: skip
 
     def _forward_loss(
-        self, x: Any, y: Any, w: Tensor | None, sums: Tensor, step: Tensor, first_bad: Tensor
+        self,
+        model: nn.Module,
+        x: Any,
+        y: Any,
+        w: Tensor | None,
+        sums: Tensor,
+        step: Tensor,
+        first_bad: Tensor,
     ) -> Tensor:
         """The compiled part: forward, loss, and the running metric sums, step count and first
         non-finite step updated in place (Inductor fuses that bookkeeping into the loss kernels
-        instead of launching five tiny kernels a step)."""
+        instead of launching five tiny kernels a step). ``model`` is ``_train_model``, or its
+        copy that a background compile traces."""
         if self.channels_last:
             x = tree_map(to_channels_last, x)
         with self._autocast():
-            out = call_model(self._train_model, x)
+            out = call_model(model, x)
         loss, stats = self.objective(out, y, w)  # type: ignore[misc]
         sums.add_(stats)
         step.add_(1)
@@ -309,7 +330,7 @@ class Trainer:
         # cost a second compilation (seconds) to save a millisecond, so it runs eagerly.
         full = _rows(x) == self._batch_rows
         forward = self._forward_loss_fn if full else self._forward_loss
-        loss = forward(x, y, w, self._sums, self._step_t, self._first_bad)
+        loss = forward(self._train_model, x, y, w, self._sums, self._step_t, self._first_bad)
         optimizer = self.optimizer
         assert optimizer is not None
         if self.scaler is not None:
@@ -488,23 +509,77 @@ class Trainer:
             self._step_fn = self._make_step()
 
     def _make_step(self) -> Any:
-        """Pick the step: compiled or not, captured in CUDA graphs or not."""
+        """Pick the step: compiled or not, captured in CUDA graphs or not, compiled while the
+        eager step trains or before the first step."""
         assert self.optimizer is not None
         options = self._fast_options
         self._optimizer_step = split_fused_adam(self.optimizer, self.device) or self.optimizer.step
         compiled = use_compile(options["compile"], self.device)
         mode = compile_mode(options["compile"])
-        self._forward_loss_fn = (
-            torch.compile(self._forward_loss, mode=mode) if compiled else self._forward_loss
-        )
+        compiled_fn = torch.compile(self._forward_loss, mode=mode) if compiled else None
+        self._forward_loss_fn = compiled_fn or self._forward_loss
         graphs = options["cuda_graphs"]
         if self.dist and graphs == "auto":
             graphs = False  # not yet: capturing DDP's all-reduce needs its own care
-        if not use_cuda_graphs(graphs, self.device, self.precision, self.optimizer):
-            return self._step
-        make_capturable(self.optimizer, self.device)
+        self._captures = use_cuda_graphs(graphs, self.device, self.precision, self.optimizer)
+        if self._captures:
+            make_capturable(self.optimizer, self.device)
         optimizer = self.optimizer
-        return CudaGraphStep(self._step, lambda: optimizer.zero_grad(set_to_none=True))
+
+        def new_step(later_shapes: bool = True) -> Any:
+            if not self._captures:
+                return self._step
+            zero_grad = lambda: optimizer.zero_grad(set_to_none=True)  # noqa: E731
+            return CudaGraphStep(self._step, zero_grad, later_shapes=later_shapes)
+
+        behind = compiled_fn is not None and use_background_compile(
+            options["background_compile"], mode=mode, device=self.device, model=self.model,
+            distributed=self.dist is not None, captures=self._captures,
+            precision=self.precision, gather_in_graph=bool(options["gather_in_graph"]),
+        )  # fmt: skip
+        if not behind:
+            return new_step()
+        assert compiled_fn is not None
+        self._forward_loss_fn = self._forward_loss  # until the thread has compiled
+
+        def switch() -> Any:
+            self._forward_loss_fn = compiled_fn
+            return new_step()
+
+        eager = new_step(later_shapes=False)
+        ready = (lambda: eager.captured > 0) if isinstance(eager, CudaGraphStep) else (lambda: True)
+        return CompileBehind(eager, partial(self._compile_on_copy, compiled_fn), switch, ready)
+
+    def _compile_on_copy(self, compiled_fn: Any, x: Any, y: Any, w: Tensor | None) -> Any:
+        """For ``CompileBehind``: the work that compiles the step in a thread, on copies of the
+        model, the batch and the running sums, so the run's own weights and logs stay as the
+        eager step leaves them (None for a short batch: the compiled step takes full ones)."""
+        if _rows(x) != self._batch_rows:
+            return None
+        model = copy.deepcopy(self._train_model)
+        x, y, w = tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, (x, y, w))
+        state = [t.clone() for t in (self._sums, self._step_t, self._first_bad)]
+        device = self.device
+
+        def work() -> None:
+            with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+                compiled_fn(model, x, y, w, *state).backward()  # the backward compiles too
+
+        return work
+
+    def _finish_compile(self, raise_error: bool = True) -> None:
+        """Wait for a compile running behind the training and take its step."""
+        behind = self._step_fn
+        if not isinstance(behind, CompileBehind):
+            return
+        if behind.compiling and self.verbose and self.is_main_process and raise_error:
+            from rich.console import Console
+
+            what = "training is done; compiling the step for the next fit() (background_compile)"
+            with Console(stderr=True).status(what):
+                self._step_fn = behind.finish(raise_error)
+        else:
+            self._step_fn = behind.finish(raise_error)
 
     def _require_objective(self, what: str) -> None:
         if self.objective is None:
@@ -539,7 +614,7 @@ class Trainer:
 
     def _restore(self, path: str | Path, callbacks: list[Callback]) -> None:
         restore_checkpoint(self, path, callbacks)
-        if isinstance(self._step_fn, CudaGraphStep):
+        if self._captures:
             make_capturable(self.optimizer, self.device)  # type: ignore[arg-type]
         self._step_t.fill_(self.step)
 
