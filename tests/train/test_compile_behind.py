@@ -10,6 +10,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import kiln
+from kiln import callbacks as C
 from kiln import layers as L
 from kiln.train._compile_behind import CompileBehind
 from kiln.train._fast_path import use_background_compile
@@ -141,12 +142,20 @@ def test_option_refuses_other_values():
         kiln.train.Trainer(torch.nn.Linear(2, 2), loss="mse", background_compile="yes")
 
 
+class _Uncopyable(C.Callback):
+    """Gives the trainer something that cannot be copied, as CUDA graphs are on a GPU: the
+    model holds its trainer, and the copy that compiles must not copy it."""
+
+    def on_train_begin(self, trainer):
+        trainer._uncopyable = threading.Lock()
+
+
 def _mlp_fit(x, y, **options):
     torch.manual_seed(0)
     model = kiln.Sequential([kiln.Input((8,)), L.Dense(16, activation="relu"), L.Dense(3)])
     model.compile(optimizer="adam", loss="cross_entropy", device="cpu", **options)
-    histories = [model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, track=False)
-                 for _ in range(2)]  # fmt: skip
+    histories = [model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, track=False,
+                           callbacks=[_Uncopyable()]) for _ in range(2)]  # fmt: skip
     return model, histories
 
 

@@ -556,7 +556,9 @@ class Trainer:
         eager step leaves them (None for a short batch: the compiled step takes full ones)."""
         if _rows(x) != self._batch_rows:
             return None
-        model = copy.deepcopy(self._train_model)
+        # the model may hold its trainer (kiln's models do: ``model._trainer``), and through it
+        # CUDA graphs, which cannot be copied: the copy shares the trainer
+        model = copy.deepcopy(self._train_model, memo={id(self): self})
         x, y, w = tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, (x, y, w))
         state = [t.clone() for t in (self._sums, self._step_t, self._first_bad)]
         device = self.device
