@@ -115,9 +115,12 @@ class _SeesCompiling(C.Callback):
 
 @gpu
 def test_small_models_train_while_the_step_compiles_then_switch_to_the_copys_graph():
-    from torch._dynamo.utils import counters
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
-    counters.clear()
+    def graphs() -> int:  # Dynamo's compiled entries for the step's code, all trainers'
+        return len(_debug_get_cache_entry_list(Trainer._forward_loss.__code__))
+
+    before = graphs()
     seen = _SeesCompiling()
     model, history = _train({"epochs": 3, "callbacks": [seen]})
     trainer = model._trainer
@@ -129,8 +132,9 @@ def test_small_models_train_while_the_step_compiles_then_switch_to_the_copys_gra
     x, y = torch.randn(100, 1, 12, 12, generator=g), torch.randint(0, 5, (100,), generator=g)
     again = model.fit(x, y, batch_size=16, epochs=4, verbose=0)
     assert trainer._step_fn.captured == 2  # full batches, and the short one from epoch 4
-    # traced once, for the copy of the model: the model itself passed the same guards
-    assert counters["stats"]["unique_graphs"] == 1
+    # traced once (or not at all, where an earlier test traced the same step), for the copy of
+    # the model: the model itself passed the same guards
+    assert graphs() - before <= 1
     assert again.history["loss"][-1] < history.history["loss"][0]
 
 

@@ -14,6 +14,11 @@ a moment each step, so the switch interval (how long a waiting thread waits befo
 must let go) is shortened while the thread runs. fit() waits for the thread before it returns
 (the settings it compiles under are fit()'s own), so a run shorter than the compile still
 ends no later than it did before, and the next fit() starts compiled.
+
+Newer torch (2.13) holds ``torch.compiler.is_compiling()`` True for the whole process while
+Dynamo compiles, so code that asks it in the training thread meanwhile (the epoch's short
+batch, validation) may take its compiled-code branch eagerly: kiln's layers then compute the
+same values another way (``layers._compiled_step``).
 """
 
 from __future__ import annotations

@@ -516,8 +516,6 @@ class Trainer:
         self._optimizer_step = split_fused_adam(self.optimizer, self.device) or self.optimizer.step
         compiled = use_compile(options["compile"], self.device)
         mode = compile_mode(options["compile"])
-        compiled_fn = torch.compile(self._forward_loss, mode=mode) if compiled else None
-        self._forward_loss_fn = compiled_fn or self._forward_loss
         graphs = options["cuda_graphs"]
         if self.dist and graphs == "auto":
             graphs = False  # not yet: capturing DDP's all-reduce needs its own care
@@ -525,6 +523,16 @@ class Trainer:
         if self._captures:
             make_capturable(self.optimizer, self.device)
         optimizer = self.optimizer
+        behind = compiled and use_background_compile(
+            options["background_compile"], mode=mode, device=self.device, model=self.model,
+            distributed=self.dist is not None, captures=self._captures,
+            precision=self.precision, gather_in_graph=bool(options["gather_in_graph"]),
+        )  # fmt: skip
+        # behind the training, even torch.compile's call (it imports Dynamo: 1.1 s on an H200)
+        # is made in the compile's thread
+        self._forward_loss_fn = self._forward_loss
+        if compiled and not behind:
+            self._forward_loss_fn = torch.compile(self._forward_loss, mode=mode)
 
         def new_step(later_shapes: bool = True) -> Any:
             if not self._captures:
@@ -532,25 +540,23 @@ class Trainer:
             zero_grad = lambda: optimizer.zero_grad(set_to_none=True)  # noqa: E731
             return CudaGraphStep(self._step, zero_grad, later_shapes=later_shapes)
 
-        behind = compiled_fn is not None and use_background_compile(
-            options["background_compile"], mode=mode, device=self.device, model=self.model,
-            distributed=self.dist is not None, captures=self._captures,
-            precision=self.precision, gather_in_graph=bool(options["gather_in_graph"]),
-        )  # fmt: skip
         if not behind:
             return new_step()
-        assert compiled_fn is not None
-        self._forward_loss_fn = self._forward_loss  # until the thread has compiled
+        made: list[Any] = []  # the thread's torch.compile of the step
 
         def switch() -> Any:
-            self._forward_loss_fn = compiled_fn
+            if not made:  # no full batch came: it compiles on its first call, as it would
+                made.append(torch.compile(self._forward_loss, mode=mode))
+            self._forward_loss_fn = made[0]
             return new_step()
 
         eager = new_step(later_shapes=False)
         ready = (lambda: eager.captured > 0) if isinstance(eager, CudaGraphStep) else (lambda: True)
-        return CompileBehind(eager, partial(self._compile_on_copy, compiled_fn), switch, ready)
+        return CompileBehind(eager, partial(self._compile_on_copy, made, mode), switch, ready)
 
-    def _compile_on_copy(self, compiled_fn: Any, x: Any, y: Any, w: Tensor | None) -> Any:
+    def _compile_on_copy(
+        self, made: list[Any], mode: str | None, x: Any, y: Any, w: Tensor | None
+    ) -> Any:
         """For ``CompileBehind``: the work that compiles the step in a thread, on copies of the
         model, the batch and the running sums, so the run's own weights and logs stay as the
         eager step leaves them (None for a short batch: the compiled step takes full ones)."""
@@ -564,8 +570,9 @@ class Trainer:
         device = self.device
 
         def work() -> None:
+            made.append(torch.compile(self._forward_loss, mode=mode))
             with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-                compiled_fn(model, x, y, w, *state).backward()  # the backward compiles too
+                made[0](model, x, y, w, *state).backward()  # the backward compiles too
 
         return work
 
