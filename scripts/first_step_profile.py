@@ -38,6 +38,9 @@ import kiln.train._fast_path as fast_path
 import kiln.train._trainer as trainer_module
 from kiln.track import TrackingCallback
 fast_path.WARM_COMPILE_WORKERS = opts["warm_workers"]
+if opts["switch_interval"] is not None:
+    from kiln.train._compile_behind import CompileBehind
+    CompileBehind.SWITCH_INTERVAL = opts["switch_interval"]
 spans = {}  # seconds inside each of fit()'s set-up parts (wall time; CUDA work not awaited)
 
 def timed(owner, name, label):
@@ -159,6 +162,12 @@ print(json.dumps(spans))
 PHASES = 12  # the longest compile phases printed per run
 
 
+def _switch_interval(kind: str) -> float | None:
+    """Seconds from a run kind's "-si<ms>" part (None: kiln's own)."""
+    parts = [p for p in kind.split("-") if p.startswith("si")]
+    return float(parts[0][2:]) / 1000 if parts else None
+
+
 def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
     # fit()'s defaults record the run: in a store of this run's own, not ./kiln.db
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, KILN_STORE=f"{cache}/kiln.db")
@@ -166,6 +175,7 @@ def run(kind: str, cache: str, args: argparse.Namespace) -> dict:
             "cudnn_benchmark": {"on": True, "off": False}.get(args.cudnn_benchmark),
             "track": not args.no_track, "warm_workers": "lazy" not in kind.split("-"),
             "background": "fg" not in kind.split("-"),
+            "switch_interval": _switch_interval(kind),
             "cprofile": f"{cache}/{kind}.prof.txt" if args.cprofile else None}  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(opts)], env=env,
@@ -185,7 +195,8 @@ def main() -> None:
         default="cold,warm",
         help="cold (an empty cache) and warm (the last cold run's cache) runs, in order; "
         "'-lazy' after one leaves Inductor's compile workers to start when it first compiles, "
-        "'-fg' compiles before the first step (background_compile=False)",
+        "'-fg' compiles before the first step (background_compile=False), '-si0.1' sets "
+        "the interpreter's switch interval to 0.1 ms while the compile runs behind",
     )
     parser.add_argument("--samples", type=int, default=60_000)
     parser.add_argument("--compile", action="store_true", help="compile=True (for the CPU)")
