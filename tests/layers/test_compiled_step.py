@@ -3,6 +3,8 @@ numbers as the plain computation."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,6 +47,30 @@ def test_in_trainer_step_needs_the_trainer_a_trace_and_a_listed_device(monkeypat
     monkeypatch.setattr(_compiled_step, "DEVICE_TYPES", ("cuda",))
     torch._dynamo.reset()
     assert traced(x).tolist() == [0.0, 0.0]  # a device not measured
+
+
+def test_eager_code_beside_a_compile_in_another_thread_is_not_in_the_step(monkeypatch):
+    """While the step compiles behind the training, the training thread runs eagerly: torch
+    2.13 holds ``is_compiling()`` True process-wide for a compile's duration."""
+    monkeypatch.setattr(_compiled_step, "DEVICE_TYPES", ("cpu",))
+    monkeypatch.setattr(_compiled_step, "TRAINER_ACTIVE", True)
+    compiling, release = threading.Event(), threading.Event()
+
+    def backend(gm, example_inputs):  # runs inside the compile: hold it open
+        compiling.set()
+        assert release.wait(10)
+        return gm
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda t: t * 2, backend=backend)
+    thread = threading.Thread(target=compiled, args=(torch.zeros(2),))
+    thread.start()
+    try:
+        assert compiling.wait(10)
+        assert not in_trainer_step(torch.zeros(2))
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_dense_pads_its_product_only_in_the_trainers_step_when_asked(monkeypatch):

@@ -19,8 +19,11 @@ DEVICE_TYPES = ("cuda",)  # measured there; Inductor's CPU code has not been
 
 
 def in_trainer_step(x: Tensor) -> bool:
-    """Whether the Trainer is compiling its step now, with ``x`` on a measured device."""
-    return TRAINER_ACTIVE and torch.compiler.is_compiling() and x.device.type in DEVICE_TYPES
+    """Whether the Trainer is compiling its step now, with ``x`` on a measured device.
+    ``is_dynamo_compiling``, not ``is_compiling``: newer torch (2.13) holds the latter True for
+    the whole process while Dynamo compiles, so eager code in another thread (the training
+    that runs while the step compiles behind it, ``train._compile_behind``) would see it."""
+    return TRAINER_ACTIVE and torch.compiler.is_dynamo_compiling() and x.device.type in DEVICE_TYPES
 
 
 def padded_linear(x: Tensor, weight: Tensor, bias: Tensor | None, multiple: int) -> Tensor:

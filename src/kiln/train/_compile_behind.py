@@ -17,8 +17,8 @@ ends no later than it did before, and the next fit() starts compiled.
 
 Newer torch (2.13) holds ``torch.compiler.is_compiling()`` True for the whole process while
 Dynamo compiles, so code that asks it in the training thread meanwhile (the epoch's short
-batch, validation) may take its compiled-code branch eagerly: kiln's layers then compute the
-same values another way (``layers._compiled_step``).
+batch, validation) takes its compiled-code branch eagerly. kiln's layers ask
+``is_dynamo_compiling()``, which only a trace sees True (``layers._compiled_step``).
 """
 
 from __future__ import annotations
