@@ -41,8 +41,12 @@ class CompileBehind:
     first graph is captured, since capturing must not overlap other threads' GPU work)."""
 
     # seconds a thread waits for the interpreter lock before its holder must release it while
-    # the compile runs (Python's default is 0.005: up to 5 ms lost per step of LeNet-5's 2 ms)
-    SWITCH_INTERVAL = 0.0005
+    # the compile runs (Python's default: 0.005). At 0.5 ms, LeNet-5's replayed steps took
+    # 3.3 ms each beside the compile on an H200, against 0.4 ms alone (BENCHMARKS.md, tenth
+    # session). In a CPU stand-in (benchmarks/compile_behind_gil.py, 2026-11-28) 0.1 ms made
+    # such steps 3.4x faster than 0.5 ms did, for a 13% longer trace; not yet measured on a GPU
+    # (first_step_profile.py's "-si<ms>" runs)
+    SWITCH_INTERVAL = 0.0001
 
     def __init__(
         self,
