@@ -13,7 +13,7 @@ import kiln
 from kiln import callbacks as C
 from kiln import layers as L
 from kiln.train import Trainer
-from kiln.train._compile_behind import CompileBehind
+from kiln.train._compile_behind import CompileBehind, CompileHere
 from kiln.train._fast_path import use_background_compile
 
 
@@ -105,6 +105,20 @@ def test_finish_waits_for_the_thread_and_raises_its_error():
     assert behind.finish(raise_error=False) == steps.compiled and behind.switched
 
 
+def test_prepare_can_send_the_compile_to_the_foreground_with_a_warning():
+    steps = _Steps()
+
+    def prepare(i: int):
+        raise CompileHere("background_compile: the model could not be copied (TypeError: lock)")
+
+    behind = CompileBehind(steps.eager, prepare, lambda: steps.compiled)
+    with pytest.warns(UserWarning, match=r"could not be copied \(TypeError: lock\); the step "
+                      r"compiles now, before training goes on"):  # fmt: skip
+        behind(0)
+    behind(1)
+    assert steps.ran == [("compiled", 0), ("compiled", 1)] and behind.switched
+
+
 def test_finish_before_any_compile_switches_at_once():
     steps = _Steps()
     behind = CompileBehind(steps.eager, lambda i: None, lambda: steps.compiled)
@@ -158,6 +172,48 @@ def _mlp_fit(x, y, **options):
     histories = [model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, track=False,
                            callbacks=[_Uncopyable()]) for _ in range(2)]  # fmt: skip
     return model, histories
+
+
+class _Raises(C.Callback):
+    def on_batch_end(self, trainer, step, logs):
+        if step == 2:
+            raise RuntimeError("a callback failed at step 2")
+
+
+def test_an_error_in_fit_is_raised_as_it_is_and_the_compile_still_ends():
+    model = kiln.Sequential([kiln.Input((8,)), L.Dense(3)])
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True,
+                  background_compile=True)  # fmt: skip
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    with pytest.raises(RuntimeError, match="a callback failed at step 2"):
+        model.fit(x, y, batch_size=16, verbose=0, track=False, callbacks=[_Raises()])
+    trainer = model._trainer
+    assert not isinstance(trainer._step_fn, CompileBehind)  # waited for, then switched
+    assert trainer._forward_loss_fn is not trainer._forward_loss
+    assert not any(t.name == "kiln-compile" for t in threading.enumerate())
+
+
+class _Locked(torch.nn.Module):
+    """A layer that holds a lock: it cannot be copied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 3)
+        self.lock = threading.Lock()
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def test_a_model_that_cannot_be_copied_compiles_first_with_a_warning():
+    model = _Locked()
+    trainer = kiln.train.Trainer(model, loss="cross_entropy", device="cpu", compile=True,
+                                 background_compile=True)  # fmt: skip
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    with pytest.warns(UserWarning, match=r"the model could not be copied \(TypeError: "):
+        history = trainer.fit(x, y, batch_size=16, epochs=2, verbose=0, track=False)
+    assert trainer._forward_loss_fn is not trainer._forward_loss
+    assert len(history.history["loss"]) == 2
 
 
 def test_fit_trains_eagerly_while_compiling_then_compiled_with_the_copys_graph():

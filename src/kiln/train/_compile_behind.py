@@ -25,10 +25,19 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 Step = Callable[..., None]
+
+
+class CompileHere(Exception):
+    """Raised by ``prepare`` when the compile cannot run behind the training (the model cannot
+    be copied, say): the step switches at once and compiles on its first call, in the training
+    thread, as it would without ``CompileBehind``. The message says why."""
+
+
 # what ``prepare`` returns: the work for the thread, or None (not with this batch)
 Prepare = Callable[..., Callable[[], None] | None]
 
@@ -36,7 +45,8 @@ Prepare = Callable[..., Callable[[], None] | None]
 class CompileBehind:
     """A training step that is ``eager`` until ``prepare``'s work, run in a thread, is done,
     then ``switch()``'s step. ``prepare(*batch)`` is called in the training thread for each
-    batch until it returns the work (a zero-argument function: it compiles); ``ready()`` says
+    batch until it returns the work (a zero-argument function: it compiles) or raises
+    ``CompileHere`` (a warning says why; the switch is made then); ``ready()`` says
     when the eager step can share the process with the thread (a CUDA graph step: once its
     first graph is captured, since capturing must not overlap other threads' GPU work)."""
 
@@ -67,9 +77,15 @@ class CompileBehind:
         if self._thread is not None and not self._thread.is_alive():
             self.finish()
         elif self._thread is None and not self.switched and self._ready():
-            work = self._prepare(*batch)
-            if work is not None:
-                self._start(work)
+            try:
+                work = self._prepare(*batch)
+            except CompileHere as reason:
+                warnings.warn(f"{reason}; the step compiles now, before training goes on.",
+                              stacklevel=2)  # fmt: skip
+                self.finish()
+            else:
+                if work is not None:
+                    self._start(work)
         if not self.switched:
             self.eager_steps += 1
         self.step(*batch)

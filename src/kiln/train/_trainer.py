@@ -31,7 +31,7 @@ from kiln.train._batches import (
     unpack_validation,
 )
 from kiln.train._callback import Callback, Logs
-from kiln.train._compile_behind import CompileBehind
+from kiln.train._compile_behind import CompileBehind, CompileHere
 from kiln.train._data import assemble, split_tail
 from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
@@ -564,7 +564,13 @@ class Trainer:
             return None
         # the model may hold its trainer (kiln's models do: ``model._trainer``), and through it
         # CUDA graphs, which cannot be copied: the copy shares the trainer
-        model = copy.deepcopy(self._train_model, memo={id(self): self})
+        try:
+            model = copy.deepcopy(self._train_model, memo={id(self): self})
+        except Exception as error:  # a module holding a lock, a file, ...
+            raise CompileHere(
+                f"background_compile: the model could not be copied ({type(error).__name__}: "
+                f"{error})"
+            ) from error
         x, y, w = tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, (x, y, w))
         state = [t.clone() for t in (self._sums, self._step_t, self._first_bad)]
         device = self.device
