@@ -34,6 +34,9 @@ class ProgressBar(Callback):
     plus, while the epoch runs, a bar with steps done/total, elapsed time, ETA, throughput
     (steps/s, or samples/s when ``batch_size`` is given) and the latest synchronized metrics.
 
+    While the step compiles behind the training (``Trainer.compiling_behind``), the bar and
+    the epoch's summary line say so: those steps run the slower eager step.
+
     The bar is updated from ``on_batch_end`` with the step count only (no device sync) and the
     metrics when the trainer hands logs over; rich redraws it at its refresh rate. When the
     console is not a terminal (CI logs, files) rich draws no live bar, so only the summary lines
@@ -49,6 +52,7 @@ class ProgressBar(Callback):
         self._first_step = 0
         self._done = 0
         self._started = 0.0
+        self._behind = False  # some of this epoch's steps ran while the step compiled
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self._verbose = trainer.verbose if trainer.is_main_process else 0
@@ -61,6 +65,7 @@ class ProgressBar(Callback):
         # a run resumed mid-epoch starts part-way: count from the epoch's first step
         self._first_step = trainer.step - trainer.step_in_epoch
         self._done, self._started = trainer.step - self._first_step, time.perf_counter()
+        self._behind = _compiling(trainer)
         if self._verbose != 1:
             return
         self._progress = Progress(
@@ -75,20 +80,20 @@ class ProgressBar(Callback):
             console=self.console,
             transient=True,
         )
-        description = f"Epoch {epoch + 1}/{trainer.epochs}"
         self._task = self._progress.add_task(
-            description, total=trainer.steps_per_epoch or None, completed=self._done, metrics=""
-        )
+            _describe(trainer, epoch), total=trainer.steps_per_epoch or None,
+            completed=self._done, metrics="",
+        )  # fmt: skip
         self._progress.start()
 
     def on_batch_end(self, trainer: Trainer, step: int, logs: Logs | None) -> None:
         self._done = step - self._first_step
+        self._behind = self._behind or _compiling(trainer)
         if self._progress is None or self._task is None:
             return
-        if logs is None:
-            self._progress.update(self._task, completed=self._done)
-        else:
-            self._progress.update(self._task, completed=self._done, metrics=format_logs(logs))
+        fields = {} if logs is None else {"metrics": format_logs(logs)}
+        description = _describe(trainer, trainer.epoch)
+        self._progress.update(self._task, completed=self._done, description=description, **fields)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._stop()
@@ -102,6 +107,8 @@ class ProgressBar(Callback):
         ]
         if logs:
             parts.append(format_logs(logs))
+        if self._behind:
+            parts.append(BEHIND)
         self.console.print(Text(" · ".join(parts)), highlight=False, soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
@@ -111,6 +118,18 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
         self._progress = self._task = None
+
+
+BEHIND = "eager while the step compiled"
+
+
+def _compiling(trainer: Trainer) -> bool:
+    return bool(getattr(trainer, "compiling_behind", False))
+
+
+def _describe(trainer: Trainer, epoch: int) -> str:
+    compiling = " (compiling)" if _compiling(trainer) else ""
+    return f"Epoch {epoch + 1}/{trainer.epochs}{compiling}"
 
 
 class _Throughput(ProgressColumn):

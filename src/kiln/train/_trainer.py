@@ -582,6 +582,12 @@ class Trainer:
 
         return work
 
+    @property
+    def compiling_behind(self) -> bool:
+        """Whether the step is compiling behind the training now (``background_compile``):
+        the steps meanwhile run the eager step."""
+        return isinstance(self._step_fn, CompileBehind) and self._step_fn.compiling
+
     def _finish_compile(self, raise_error: bool = True) -> None:
         """Wait for a compile running behind the training and take its step."""
         behind = self._step_fn

@@ -68,3 +68,32 @@ def test_a_run_resumed_mid_epoch_counts_from_the_epoch_start(fake):
     trainer.epoch, trainer.step = 1, 6
     fake.run(trainer, [ProgressBar(console=console)], LOGS)
     assert console.file.getvalue().startswith("Epoch 2/2 · 4/4 · ")
+
+
+def test_epochs_that_ran_while_the_step_compiled_say_so(fake):
+    class Compiling(fake.Trainer):  # compiles behind the training until step 6
+        @property
+        def compiling_behind(self):
+            return self.step < 6
+
+    console = _console(terminal=True)
+    frames = []  # what each step drew: the bar after it
+
+    class Snapshot(ProgressBar):
+        def on_batch_end(self, trainer, step, logs):
+            super().on_batch_end(trainer, step, logs)
+            start = len(console.file.getvalue())
+            self._progress.refresh()
+            frames.append(console.file.getvalue()[start:])
+
+    fake.run(Compiling(epochs=2, steps_per_epoch=4, verbose=1), [Snapshot(console=console)], LOGS)
+    assert "Epoch 1/2 (compiling)" in frames[0]
+    assert "Epoch 2/2 (compiling)" in frames[4]  # step 5
+    assert "Epoch 2/2" in frames[5] and "(compiling)" not in frames[5]  # step 6: compiled
+    summaries = [line for line in console.file.getvalue().splitlines() if "· 4/4 ·" in line]
+    assert summaries[0].endswith("· eager while the step compiled")
+    assert summaries[1].endswith("· eager while the step compiled")  # its step 5
+    quiet = _console()
+    fake.run(fake.Trainer(epochs=1, steps_per_epoch=4, verbose=2), [ProgressBar(console=quiet)],
+             LOGS)  # fmt: skip
+    assert "eager while" not in quiet.file.getvalue()  # a trainer that compiles first
