@@ -29,7 +29,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from kiln._shared_setting import SharedSetting
+
 Step = Callable[..., None]
+# Python's switch interval, held short while any compile runs behind a training (two trainers
+# in threads of one process may overlap: the last to finish puts the process's value back)
+SWITCH_INTERVAL_SETTING = SharedSetting(sys.getswitchinterval, sys.setswitchinterval)
 
 
 class CompileHere(Exception):
@@ -69,7 +74,6 @@ class CompileBehind:
         self._prepare, self._switch, self._ready = prepare, switch, ready
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._interval = sys.getswitchinterval()
         self.eager_steps = 0  # steps run by the eager step
         self.switched = False
 
@@ -99,7 +103,7 @@ class CompileBehind:
             return self.step
         if self._thread is not None:
             self._thread.join()
-            sys.setswitchinterval(self._interval)
+            SWITCH_INTERVAL_SETTING.leave()
             self._thread = None
         error, self._error = self._error, None
         if error is not None and raise_error:
@@ -118,7 +122,6 @@ class CompileBehind:
             except BaseException as error:  # raised again in the training thread
                 self._error = error
 
-        self._interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._interval, self.SWITCH_INTERVAL))
+        SWITCH_INTERVAL_SETTING.enter(self.SWITCH_INTERVAL)
         self._thread = threading.Thread(target=run, name="kiln-compile", daemon=False)
         self._thread.start()

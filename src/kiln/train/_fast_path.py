@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from kiln._shared_setting import SharedSetting
 from kiln.layers import _compiled_step
 
 _GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
@@ -56,18 +57,25 @@ def scoped_settings(method: Method) -> Method:
 
     @functools.wraps(method)
     def scoped(trainer: Any, *args: Any, **kwargs: Any) -> Any:
-        active = _compiled_step.TRAINER_ACTIVE
         benchmark = torch.backends.cudnn.benchmark
-        _compiled_step.TRAINER_ACTIVE = True
         if trainer.device.type == "cuda":
             torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
         try:
-            return method(trainer, *args, **kwargs)
+            with _TRAINER_ACTIVE.held(True):
+                return method(trainer, *args, **kwargs)
         finally:
-            _compiled_step.TRAINER_ACTIVE = active
             torch.backends.cudnn.benchmark = benchmark
 
     return scoped  # type: ignore[return-value]
+
+
+def _set_trainer_active(value: bool) -> None:
+    _compiled_step.TRAINER_ACTIVE = value
+
+
+# True while any trainer's fit/evaluate/predict runs, in any thread (tuning workers may train
+# in threads of one process: one finishing must not turn the flag off under another)
+_TRAINER_ACTIVE = SharedSetting(lambda: _compiled_step.TRAINER_ACTIVE, _set_trainer_active)
 
 
 # torch.compile modes kiln passes through (it captures CUDA graphs itself: no "reduce-overhead")

@@ -91,9 +91,12 @@ class ProgressBar(Callback):
         self._behind = self._behind or _compiling(trainer)
         if self._progress is None or self._task is None:
             return
-        fields = {} if logs is None else {"metrics": format_logs(logs)}
         description = _describe(trainer, trainer.epoch)
-        self._progress.update(self._task, completed=self._done, description=description, **fields)
+        if logs is None:
+            self._progress.update(self._task, completed=self._done, description=description)
+        else:
+            self._progress.update(self._task, completed=self._done, description=description,
+                                  metrics=format_logs(logs))  # fmt: skip
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._stop()
