@@ -97,3 +97,33 @@ def test_the_trainer_flag_is_off_again_after_nested_and_overlapping_fits():
     model.fit(x, y, batch_size=8, verbose=0, track=False, callbacks=[inside])
     assert inside.seen and inside.after  # still on after the nested evaluate()
     assert _compiled_step.TRAINER_ACTIVE is False
+
+
+def test_trainers_in_threads_leave_cudnn_autotuning_and_the_flag_as_the_process_had_them():
+    from types import SimpleNamespace
+
+    import torch
+
+    from kiln.train._fast_path import scoped_settings
+
+    barrier, seen = threading.Barrier(2), []
+
+    @scoped_settings
+    def fit(trainer):  # a method of the trainer, as scoped_settings wraps them
+        barrier.wait(10)  # both trainers are inside fit() at once
+        seen.append((torch.backends.cudnn.benchmark, _compiled_step.TRAINER_ACTIVE))
+        barrier.wait(10)
+
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        trainer = SimpleNamespace(device=torch.device("cuda"), cudnn_benchmark=True)
+        threads = [threading.Thread(target=fit, args=(trainer,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == [(True, True), (True, True)]
+        assert torch.backends.cudnn.benchmark is False and _compiled_step.TRAINER_ACTIVE is False
+    finally:
+        torch.backends.cudnn.benchmark = saved

@@ -5,6 +5,7 @@ Each option is "auto" (decided here), True (required: an error says why it can't
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -57,14 +58,11 @@ def scoped_settings(method: Method) -> Method:
 
     @functools.wraps(method)
     def scoped(trainer: Any, *args: Any, **kwargs: Any) -> Any:
-        benchmark = torch.backends.cudnn.benchmark
-        if trainer.device.type == "cuda":
-            torch.backends.cudnn.benchmark = trainer.cudnn_benchmark
-        try:
-            with _TRAINER_ACTIVE.held(True):
-                return method(trainer, *args, **kwargs)
-        finally:
-            torch.backends.cudnn.benchmark = benchmark
+        with contextlib.ExitStack() as held:
+            held.enter_context(_TRAINER_ACTIVE.held(True))
+            if trainer.device.type == "cuda":
+                held.enter_context(_CUDNN_BENCHMARK.held(trainer.cudnn_benchmark))
+            return method(trainer, *args, **kwargs)
 
     return scoped  # type: ignore[return-value]
 
@@ -73,9 +71,15 @@ def _set_trainer_active(value: bool) -> None:
     _compiled_step.TRAINER_ACTIVE = value
 
 
-# True while any trainer's fit/evaluate/predict runs, in any thread (tuning workers may train
-# in threads of one process: one finishing must not turn the flag off under another)
+def _set_cudnn_benchmark(value: bool) -> None:
+    torch.backends.cudnn.benchmark = value
+
+
+# Held while any trainer's fit/evaluate/predict runs, in any thread (tuning workers may train
+# in threads of one process: the first to finish must not put a value back under the others;
+# with cuDNN autotuning, the trainer that entered last sets it)
 _TRAINER_ACTIVE = SharedSetting(lambda: _compiled_step.TRAINER_ACTIVE, _set_trainer_active)
+_CUDNN_BENCHMARK = SharedSetting(lambda: torch.backends.cudnn.benchmark, _set_cudnn_benchmark)
 
 
 # torch.compile modes kiln passes through (it captures CUDA graphs itself: no "reduce-overhead")
