@@ -232,3 +232,12 @@ def test_fit_trains_eagerly_while_compiling_then_compiled_with_the_copys_graph()
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     for h_eager, h_behind in zip(eager_histories, histories, strict=True):
         assert h_behind.history["loss"] == pytest.approx(h_eager.history["loss"], rel=1e-4)
+
+
+def test_a_verbose_fit_that_waits_for_the_compile_says_why(capsys):
+    model = kiln.Sequential([kiln.Input((8,)), L.Dense(3)])
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True,
+                  background_compile=True)  # fmt: skip
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    model.fit(x, y, batch_size=16, verbose=2, track=False)  # two steps: done before the compile
+    assert "compiling the step for the next fit() (background_compile)" in capsys.readouterr().err

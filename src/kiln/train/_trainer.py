@@ -596,8 +596,11 @@ class Trainer:
         if behind.compiling and self.verbose and self.is_main_process and raise_error:
             from rich.console import Console
 
+            console = Console(stderr=True)
             what = "training is done; compiling the step for the next fit() (background_compile)"
-            with Console(stderr=True).status(what):
+            if not console.is_terminal:  # no spinner in a log: one line says why it waits
+                console.print(f"kiln.train: {what}", highlight=False, soft_wrap=True)
+            with console.status(what):
                 self._step_fn = behind.finish(raise_error)
         else:
             self._step_fn = behind.finish(raise_error)
