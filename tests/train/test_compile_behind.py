@@ -193,6 +193,27 @@ def test_an_error_in_fit_is_raised_as_it_is_and_the_compile_still_ends():
     assert not any(t.name == "kiln-compile" for t in threading.enumerate())
 
 
+class _Interrupts(C.Callback):
+    def on_batch_end(self, trainer, step, logs):
+        if step == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_does_not_wait_for_the_compile_and_the_next_fit_takes_its_step():
+    model = kiln.Sequential([kiln.Input((8,)), L.Dense(3)])
+    model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True,
+                  background_compile=True)  # fmt: skip
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=16, verbose=0, track=False, callbacks=[_Interrupts()])
+    trainer = model._trainer
+    assert isinstance(trainer._step_fn, CompileBehind)  # fit() did not wait for it
+    model.fit(x, y, batch_size=16, verbose=0, track=False)
+    assert not isinstance(trainer._step_fn, CompileBehind)
+    assert trainer._forward_loss_fn is not trainer._forward_loss
+    assert not any(t.name == "kiln-compile" for t in threading.enumerate())
+
+
 class _Locked(torch.nn.Module):
     """A layer that holds a lock: it cannot be copied."""
 

@@ -13,7 +13,8 @@ The thread holds Python's interpreter lock while Dynamo traces; the training loo
 a moment each step, so the switch interval (how long a waiting thread waits before the holder
 must let go) is shortened while the thread runs. fit() waits for the thread before it returns
 (the settings it compiles under are fit()'s own), so a run shorter than the compile still
-ends no later than it did before, and the next fit() starts compiled.
+ends no later than it did before, and the next fit() starts compiled. Only Ctrl-C does not
+wait: the thread goes on, and the next fit() takes its step.
 
 Newer torch (2.13) holds ``torch.compiler.is_compiling()`` True for the whole process while
 Dynamo compiles, so code that asks it in the training thread meanwhile (the epoch's short

@@ -230,7 +230,8 @@ class Trainer:
                 logs = self._run_epoch(loader, val_loader, callbacks, resume, checkpoint_every)
             self._finish_compile()  # it compiles under fit()'s settings: it ends in fit()
         except BaseException as error:  # Ctrl-C too: the tracked run says how it ended
-            self._finish_compile(raise_error=False)  # the error that stopped fit() is raised
+            if not isinstance(error, KeyboardInterrupt):  # Ctrl-C does not wait: the next
+                self._finish_compile(raise_error=False)  # fit() takes the compile's step
             for cb in callbacks:
                 cb.on_train_error(self, error)
             raise
