@@ -262,3 +262,27 @@ def test_a_verbose_fit_that_waits_for_the_compile_says_why(capsys):
     x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
     model.fit(x, y, batch_size=16, verbose=2, track=False)  # two steps: done before the compile
     assert "compiling the step for the next fit() (background_compile)" in capsys.readouterr().err
+
+
+def _holding(eager) -> CompileBehind:
+    """A CompileBehind whose callables hold ``eager`` in their closures, as the trainer's do."""
+    return CompileBehind(eager, lambda i: None, lambda: (lambda i: None),
+                         ready=lambda: eager is not None)  # fmt: skip
+
+
+def test_after_the_switch_nothing_holds_the_eager_step():
+    import gc
+    import weakref
+
+    class Eager:
+        def __call__(self, i):
+            pass
+
+    eager = Eager()
+    gone = weakref.ref(eager)
+    behind = _holding(eager)
+    del eager
+    behind(0)
+    behind.finish()
+    gc.collect()
+    assert gone() is None  # its CUDA graphs and their memory go with it

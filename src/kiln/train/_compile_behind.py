@@ -110,6 +110,9 @@ class CompileBehind:
         if error is not None and raise_error:
             raise error
         self.step, self.switched = self._switch(), True
+        # let go of the eager step (its CUDA graphs and their memory pool), which the callables
+        # may hold in their closures
+        self._prepare, self._ready = _no_work, _never
         return self.step
 
     @property
@@ -126,3 +129,11 @@ class CompileBehind:
         SWITCH_INTERVAL_SETTING.enter(self.SWITCH_INTERVAL)
         self._thread = threading.Thread(target=run, name="kiln-compile", daemon=False)
         self._thread.start()
+
+
+def _no_work(*batch: Any) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
