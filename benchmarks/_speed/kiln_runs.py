@@ -54,23 +54,10 @@ def _fit(cfg: Config, build: Callable[[], Any], x: Any, y: Any, **options: Any) 
     first_fit = time.perf_counter() - clock.start
     if cfg.epochs > 1:
         fit(epochs=cfg.epochs - 1)
-    behind = "compiled behind the training" if _compiled_behind(model) else "compiled first"
+    behind = "compiled behind the training" if model._trainer.compiles_behind else "compiled first"
     note = (f"kiln {kiln.__version__}, defaults (precision {timer.precision}; {behind}; "
             f"the first fit() returned at {first_fit:.1f} s)")  # fmt: skip
     return clock.result(cfg.steps_per_epoch, cfg.samples, note)
-
-
-def _compiled_behind(model: Any) -> bool:
-    from kiln.train._fast_path import use_background_compile
-
-    trainer = model._trainer
-    if trainer._forward_loss_fn is trainer._forward_loss:
-        return False  # not compiled
-    return use_background_compile(
-        trainer._fast_options["background_compile"], mode=None, device=trainer.device,
-        model=trainer.model, distributed=False, captures=trainer._captures,
-        precision=trainer.precision, gather_in_graph=False,
-    )  # fmt: skip
 
 
 def lenet_foreground(cfg: Config) -> dict:

@@ -244,6 +244,7 @@ def test_fit_trains_eagerly_while_compiling_then_compiled_with_the_copys_graph()
     torch._dynamo.reset()  # no compiled entries from earlier tests
     behind, histories = _mlp_fit(x, y, compile=True, background_compile=True)
     trainer = behind._trainer
+    assert trainer.compiles_behind and not eager._trainer.compiles_behind
     # the first fit() ended waiting for the thread; the second trained with its step
     assert not isinstance(trainer._step_fn, CompileBehind)
     assert trainer._forward_loss_fn is not trainer._forward_loss

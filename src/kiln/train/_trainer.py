@@ -122,6 +122,7 @@ class Trainer:
         self.channels_last = False
         self._step_fn: Any = None
         self._captures = False  # whether the step is captured in CUDA graphs
+        self.compiles_behind = False  # whether the step compiles behind the training
         self._optimizer_step: Callable[[], Any] | None = None  # chosen with the step
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if strategy not in ("auto", "ddp", "fsdp"):
@@ -524,7 +525,7 @@ class Trainer:
         if self._captures:
             make_capturable(self.optimizer, self.device)
         optimizer = self.optimizer
-        behind = compiled and use_background_compile(
+        self.compiles_behind = behind = compiled and use_background_compile(
             options["background_compile"], mode=mode, device=self.device, model=self.model,
             distributed=self.dist is not None, captures=self._captures,
             precision=self.precision, gather_in_graph=bool(options["gather_in_graph"]),
