@@ -4,6 +4,7 @@ Run on a GPU machine: ``python -m pytest tests/deploy -m gpu`` (skipped without 
 """
 
 import gc
+import warnings
 import weakref
 from importlib.util import find_spec
 
@@ -32,11 +33,17 @@ def _reference(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
 
 def test_compiled_fp16_image_engine_matches_saves_and_cold_loads(tmp_path, record_property):
     model = make_conv_net().cuda()
-    engine = deploy.optimize(model, torch.randn(4, 3, 8, 8, device="cuda"), "fp16", (1, 4),
-                             image=IMAGE, autotune="none")  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine = deploy.optimize(model, torch.randn(4, 3, 8, 8, device="cuda"), "fp16", (1, 4),
+                                 image=IMAGE, autotune="none")  # fmt: skip
     info = engine.info
     assert info["compiled"] and info["cuda_graphs"] and engine.device.type == "cuda"
     assert "channels_last" in [p["name"] for p in info["passes"]]
+    # both conv + ReLU pairs run as cuDNN's fused calls, in the AOTInductor packages too
+    fused = next(p for p in info["passes"] if p["name"] == "fuse_conv_relu")
+    assert fused["fused"] == 2 and "skipped" not in fused, fused
+    assert not [w for w in caught if "cudnn_convolution" in str(w.message)]
     record_property("measured", f"fp16 build {info['build_s']} s, rel error {info['rel_error']}")
     pixels = _images(6)  # 4 + 2 padded to 4
     out = engine(pixels)
@@ -96,10 +103,15 @@ def test_resnet50_fp16_is_within_1e_3_of_fp32():
     model = kiln.zoo.create_model("resnet50").eval().cuda()
     engine = deploy.optimize(model, torch.randn(8, 3, 224, 224, device="cuda"), "fp16", (8,),
                              compile=False)  # fmt: skip
+    fused = next(p for p in engine.info["passes"] if p["name"] == "fuse_conv_relu")
+    assert (fused["fused"], fused["with_add"]) == (49, 16)  # all but the 4 shortcut convs
     x = torch.randn(8, 3, 224, 224, device="cuda")
     with deploy._check.strict_fp32(), torch.no_grad():
         reference = model(x)
     assert rel_error(engine(x), reference) <= 1e-3
+    unfused = deploy.optimize(model, x, "fp16", (8,), compile=False, fuse=False)
+    assert "fuse_conv_relu" not in [p["name"] for p in unfused.info["passes"]]
+    assert rel_error(engine(x), unfused(x)) <= 1e-3
 
 
 def test_fp8_runs_where_torchao_supports_the_card_and_says_why_not_elsewhere():

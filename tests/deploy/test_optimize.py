@@ -5,6 +5,8 @@ import torch
 
 import kiln.deploy as deploy
 from kiln.deploy import PassRejected
+from kiln.deploy import _optimize as optimize_module
+from kiln.deploy._passes import Pass
 
 from .conftest import rel_error
 
@@ -52,6 +54,49 @@ def test_a_pass_past_its_tolerance_is_refused_naming_it(mlp):
     # the budget adds up: capture 1e-5 + fold 1e-5 + bf16 (here 1e-9)
     with pytest.raises(PassRejected, match=r"'bf16' pass .* must be <= 2\.0001e-05\. Received"):
         deploy.optimize(mlp, torch.randn(4, 6), "bf16", batch_sizes=(4,), tolerance=1e-9)
+
+
+class Failing(Pass):
+    """A pass that raises, or that adds ``shift`` to the model's outputs."""
+
+    name = "failing"
+
+    def __init__(self, optional: bool, shift: float | None = None) -> None:
+        self.optional, self.shift = optional, shift
+
+    def apply(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.shift is None:
+            raise RuntimeError("no kernel for this shape\nmore lines")
+        shift = self.shift
+
+        class Shifted(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.module = module
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.module(x) + shift
+
+        return Shifted()
+
+
+@pytest.mark.parametrize(("shift", "reason"), [
+    (None, "no kernel for this shape"),
+    (1.0, "the 'failing' pass changes the model's outputs by more than its tolerance"),
+])  # fmt: skip
+def test_an_optional_pass_that_fails_is_skipped_and_recorded(monkeypatch, conv_net, images,
+                                                             shift, reason):  # fmt: skip
+    passes = optimize_module._passes
+    monkeypatch.setattr(optimize_module, "_passes",
+                        lambda *args: [*passes(*args), Failing(True, shift)])  # fmt: skip
+    engine = deploy.optimize(conv_net, images, "fp32", batch_sizes=(2,))
+    entry = next(p for p in engine.info["passes"] if p["name"] == "failing")
+    assert set(entry) == {"name", "skipped"} and entry["skipped"].startswith(reason)
+    assert rel_error(engine(images), conv_net(images).detach()) <= 1e-5  # the pass is not in it
+    monkeypatch.setattr(optimize_module, "_passes",
+                        lambda *args: [*passes(*args), Failing(False, shift)])  # fmt: skip
+    with pytest.raises((RuntimeError, PassRejected), match=reason.split(" pass ")[0]):
+        deploy.optimize(conv_net, images, "fp32", batch_sizes=(2,))
 
 
 def test_unknown_precision_wrong_sizes_and_fp8_on_cpu_are_clear_errors(mlp, conv_net, images):

@@ -1,12 +1,13 @@
 """``kiln.deploy.optimize``: a trained model -> an ``Engine`` for fixed batch sizes.
 
 The pipeline reads top to bottom: capture once (``torch.export``), apply the passes (fold
-BatchNorm, precision, channels_last, fp8, image input), each checked against the original
-model, then one runner per batch size: an AOTInductor package (compiled with freezing) or the
-eager module, captured in a CUDA graph on GPUs. The packages' static programs are re-exports of
-the transformed graph, not new captures of the user's model. A probe process loads and runs the
-new packages before this one does (torch's C++ loader can crash a process); where they cannot
-be built or that probe fails, the same Inductor build compiles here with ``torch.compile``.
+BatchNorm, precision, channels_last, cuDNN's fused convolution + ReLU, fp8, image input), each
+checked against the original model, then one runner per batch size: an AOTInductor package
+(compiled with freezing) or the eager module, captured in a CUDA graph on GPUs. The packages'
+static programs are re-exports of the transformed graph, not new captures of the user's model.
+A probe process loads and runs the new packages before this one does (torch's C++ loader can
+crash a process); where they cannot be built or that probe fails, the same Inductor build
+compiles here with ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from kiln.deploy._aoti import inductor_options, jit_compile, load_package
 from kiln.deploy._aoti_probe import probe_packages
 from kiln.deploy._builds import build_packages, default_jobs
 from kiln.deploy._capture import capture, eval_mode, single_output, tile
-from kiln.deploy._check import Check, check, strict_fp32
+from kiln.deploy._check import Check, PassRejected, check, strict_fp32
 from kiln.deploy._cuda_graph import GraphRunner, Runner
 from kiln.deploy._engine import Engine
 from kiln.deploy._fold import FoldBatchNorm
 from kiln.deploy._fp8 import Float8Linear
+from kiln.deploy._fuse_conv import FuseConvReLU
 from kiln.deploy._image_input import ImageInput
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
 from kiln.deploy._precision import Precision
@@ -73,6 +75,7 @@ def optimize(
     autotune: str = "small",
     tolerance: float | None = None,
     fold: bool = True,
+    fuse: bool = True,
     cuda_graphs: bool = True,
     jobs: int | None = None,
     inductor: dict[str, Any] | None = None,
@@ -94,14 +97,16 @@ def optimize(
     builds fastest. ``tolerance``: the relative error the precision may add (default: fp16
     5e-3, bf16 3e-2). ``jobs``: packages built in parallel processes, the autotuned first and
     then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
-    ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
+    ``fuse``: on CUDA in fp16/bf16/fp8, each convolution with its bias, ReLU and residual
+    add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
+    run it). ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
     ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
     each pass with its error, each package build, the runners) with its seconds to stderr
     (default: when compiling, which takes minutes). Whatever it is, ``engine.info["timings"]``
     holds each phase's seconds. The original model is left as it was.
     """
     _check_example(example)
-    options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold)
+    options = _options(precision, batch_sizes, image, compile, autotune, tolerance, fold, fuse)
     options.update(cuda_graphs=cuda_graphs, jobs=jobs, inductor=inductor or {})
     device = resolve_device(
         torch.device(device) if device is not None else _device_of(model, example)
@@ -173,11 +178,19 @@ def _apply(
     for p in passes:
         started = time.perf_counter()
         progress.status(f"pass {p.name}")
-        module = p.apply(module)
-        if isinstance(p, ImageInput):  # from here on the module takes the engine's input
-            x = x_engine
-        budget += p.tolerance
-        checks.append(_entry(check(p.name, module(x), reference, budget), p))
+        x_next = x_engine if isinstance(p, ImageInput) else x  # the engine's input from here
+        try:
+            candidate = p.apply(module)
+            result = check(p.name, candidate(x_next), reference, budget + p.tolerance)
+        except (PassRejected, RuntimeError) as e:
+            if not p.optional:
+                raise
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            checks.append({"name": p.name, "skipped": reason})
+            progress.log(f"pass {p.name}: skipped ({reason})")
+            continue
+        module, x, budget = candidate, x_next, budget + p.tolerance
+        checks.append(_entry(result, p))
         progress.record(f"pass_{p.name}", time.perf_counter() - started)
         progress.log(f"pass {p.name}: rel err {checks[-1]['rel']:.3g} (<= {budget:.3g}) "
                      f"in {progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
@@ -285,6 +298,8 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
         passes.append(Precision(PRECISIONS[precision], options["tolerance"]))
     if device.type == "cuda" and has_conv2d(module):
         passes.append(ChannelsLast())
+        if options["fuse"] and precision != "fp32" and torch.backends.cudnn.is_available():
+            passes.append(FuseConvReLU())
     if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
         passes.append(Float8Linear())
     if options["image"] is not None:
@@ -306,7 +321,7 @@ def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
 
 def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] | None,
              compile: bool | str | None, autotune: str, tolerance: float | None,
-             fold: bool) -> dict[str, Any]:  # fmt: skip
+             fold: bool, fuse: bool) -> dict[str, Any]:  # fmt: skip
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
                          f"Received: precision={precision!r}.")  # fmt: skip
@@ -323,7 +338,7 @@ def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] |
         raise ValueError(f"compile must be True, False, 'jit' or None (CUDA: True, CPU: False). "
                          f"Received: compile={compile!r}.")  # fmt: skip
     return {"precision": precision, "batch_sizes": sizes, "image": image, "compile": compile,
-            "autotune": autotune, "tolerance": tolerance, "fold": fold}  # fmt: skip
+            "autotune": autotune, "tolerance": tolerance, "fold": fold, "fuse": fuse}  # fmt: skip
 
 
 def _check_example(example: Any) -> None:

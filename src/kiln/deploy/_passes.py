@@ -5,6 +5,9 @@ The contract (every pass in ``kiln.deploy`` follows it):
 - ``apply(module) -> module`` returns the transformed module. It never mutates the module it
   is given in a way that the caller could see through the original model's parameters: a pass
   that converts weights works on a copy.
+- ``optional`` passes (speed only, kiln's own choice) are skipped, with a log line and a
+  ``{"name", "skipped"}`` entry in ``engine.info["passes"]``, where they fail or go past their
+  tolerance; the others raise.
 - ``tolerance`` is the relative error (see ``kiln.deploy._check``) the pass may add. ``optimize``
   runs the result on the example after each pass and refuses a pass whose output, compared with
   the original model's, is further off than the sum of the tolerances of the passes so far.
@@ -23,6 +26,9 @@ from torch import nn
 class Pass:
     name: str = "pass"
     tolerance: float = 1e-5
+    # an optional pass only makes the engine faster: where it fails or strays past its
+    # tolerance, optimize skips it (and says so) instead of refusing the model
+    optional: bool = False
 
     def apply(self, module: nn.Module) -> nn.Module:
         raise NotImplementedError

@@ -276,7 +276,8 @@ def _rebuild(folder: Path, config: dict[str, Any], device: torch.device) -> Engi
     return optimize(
         model, example.to(device), config["precision"], config["batch_sizes"], device,
         options["image"], compile=compile, autotune=options["autotune"],
-        tolerance=options["tolerance"], fold=options["fold"], cuda_graphs=options["cuda_graphs"],
+        tolerance=options["tolerance"], fold=options["fold"], fuse=options.get("fuse", True),
+        cuda_graphs=options["cuda_graphs"],
         jobs=options.get("jobs"), inductor=options.get("inductor"),
     )  # fmt: skip
 
