@@ -66,8 +66,8 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 ROWS = ["eager-fp32", "eager-fp16-cl", "eager-cudagraph", "compile-reduce-overhead",
         "kiln-fp16", "kiln-bf16", "kiln-fp8"]  # fmt: skip
 # ablations, only with --only: kiln's BatchNorm folding off (Inductor's freezing folds instead),
-# and max-autotune off for the small batches
-EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune"]
+# max-autotune off for the small batches, and cuDNN's fused convolution + ReLU calls off
+EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune", "kiln-fp16-nofuse"]
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # as serve_http.py
 SIDE = {"compile-reduce-overhead", "kiln-bf16", "kiln-fp8"}  # timed at --side-batch-sizes
 BARS = {"b1_p50_ms": 0.35, "fp16_rel_err": 1e-3, "peak_img_s": 32_000, "slo_img_s": 25_000,
@@ -165,10 +165,11 @@ def stored_engine(args: argparse.Namespace,
     found = {"precision": config["precision"], "batch_sizes": config["batch_sizes"],
              "input": config["input"]["shape"], "autotune": config["options"]["autotune"],
              "device": config["built_for"]["device"],
-             "jit": config["options"]["compile"] == "jit"}  # fmt: skip
+             "jit": config["options"]["compile"] == "jit",
+             "fuse": config["options"].get("fuse", False)}  # fmt: skip
     wanted = {"precision": "fp16", "batch_sizes": sizes, "input": [*args.shape[1:], 3],
               "autotune": args.autotune, "device": args.device.type,
-              "jit": args.compile == "jit"}  # fmt: skip
+              "jit": args.compile == "jit", "fuse": True}  # fmt: skip
     if found != wanted:
         print(f"{folder} was built for {found}, not {wanted}: building again", flush=True)
         return None
@@ -182,6 +183,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "kiln-bf16": kiln_engine("bf16"), "kiln-fp8": kiln_engine("fp8"),
     "kiln-fp16-nofold": kiln_engine("fp16", fold=False),
     "kiln-fp16-noautotune": kiln_engine("fp16", autotune="none"),
+    "kiln-fp16-nofuse": kiln_engine("fp16", fuse=False),
 }  # fmt: skip
 
 

@@ -6,6 +6,7 @@
 #
 #   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving
 #   scripts/gpu_session.sh deploy_b1  # 1x H100: batch 1 alone, max-autotuned (latency bar)
+#   scripts/gpu_session.sh deploy_fuse # 1x H100: kiln-fp16 with and without fused conv + ReLU
 #   scripts/gpu_session.sh deploy_jit # 1x H100: kiln rows compiled in process (no packages)
 #   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
@@ -15,6 +16,7 @@
 #   scripts/gpu_session.sh lenet_variants # 1x H100: kiln's LeNet-5 with each speed option
 #   scripts/gpu_session.sh lenet_profile # 1x H100: LeNet-5's kernels per step, kiln vs hand loop
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
+#   scripts/gpu_session.sh fused_conv # 1x H100: ResNet-50 with cuDNN's fused conv + ReLU calls
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -145,6 +147,15 @@ deploy)
     step serve_echo 90 python3 benchmarks/serve_http.py --engine echo \
         --concurrency 1,2,4,8,16,32 --duration 5 --json "$OUT/serve_echo.json"
     ;;
+deploy_fuse)  # kiln-fp16 with cuDNN's fused conv + ReLU calls (the default since 2026-11-28)
+    # beside the same engine without them and the competitors, then HTTP with the fused engine
+    step inference_fuse 420 python3 benchmarks/inference.py --repository /tmp/repo \
+        --only kiln-fp16,kiln-fp16-nofuse,eager-fp32,eager-cudagraph,compile-reduce-overhead \
+        --batch-sizes 1,8,64,256 --autotune none --out "$OUT/inference_fuse.json"
+    step serve_http 110 python3 benchmarks/serve_http.py --repository /tmp/repo \
+        --batch-sizes 1,8,64,256 --autotune none --concurrency 1,2,4,8,16 --duration 5 \
+        --json "$OUT/serve_http.json"
+    ;;
 deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a build of
     # minutes: it outlasted 4.5 of them beside other work, 2026-11-27), beside reduce-overhead
     step inference_b1 540 python3 benchmarks/inference.py --batch-sizes 1 --autotune small \
@@ -205,6 +216,19 @@ first_step)  # LeNet-5's time to its first step, cold and warm caches, by compil
     step first_step 300 python3 scripts/first_step_profile.py --device cuda \
         --json "$OUT/first_step.json" ${FIRST_STEP_ARGS:-}
     ;;
+fused_conv)  # ResNet-50 with cuDNN's fused convolution + bias (+ add) + ReLU, against kiln's
+    # engine and the unfused eager graph, at batch 1, 64 and 256 (scripts/fused_conv_check.py)
+    precompile
+    step fused_conv 420 python3 scripts/fused_conv_check.py --sizes "${FUSED_SIZES:-1,64,256}" \
+        ${FUSED_RUNS:+--runs $FUSED_RUNS} \
+        --json "$OUT/fused_conv.json"
+    ;;
+fused_conv_limit0)  # the same with every cuDNN plan timed per convolution (benchmark_limit 0)
+    precompile
+    step fused_conv_limit0 420 python3 scripts/fused_conv_check.py --benchmark-limit 0 \
+        --sizes "${FUSED_SIZES:-1,64,256}" ${FUSED_RUNS:+--runs $FUSED_RUNS} \
+        --json "$OUT/fused_conv_limit0.json"
+    ;;
 lenet_profile)  # each kernel of LeNet-5's step, per step: kiln, the hand loop, kiln ungraphed
     precompile
     step lenet_profile 200 python3 scripts/lenet_kernel_profile.py --steps 50 \
@@ -250,9 +274,11 @@ memory_snapshots)
         --steps 2 --snapshot "$OUT/memory_snapshots"
     ;;
 multi)
-    # about 9 runs of 1-2 minutes each (torchrun start, compile, 3 epochs); LeNet's bar is met
-    step multi_resnet 570 python3 benchmarks/multi_gpu.py --model resnet50 --gpus 1,4 \
-        --kiln-variants no-optimize-ddp,static-graph,bucket-100
+    # about 9 runs of 1-2 minutes each (torchrun start, compile, 3 epochs); LeNet's bar is met.
+    # On 8 GPUs (issue 8): MULTI_GPUS=1,8 MULTI_VARIANTS= (four runs)
+    step multi_resnet 570 python3 benchmarks/multi_gpu.py --model resnet50 \
+        --gpus "${MULTI_GPUS:-1,4}" \
+        --kiln-variants "${MULTI_VARIANTS-no-optimize-ddp,static-graph,bucket-100}"
     ;;
 multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully sharded, kiln vs
     # FSDP2 by hand; four runs of compile + 3 epochs of 10 steps of 8 sequences a GPU
@@ -288,7 +314,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,203 @@
+"""ResNet-50 with and without cuDNN's fused convolution + bias (+ add) + ReLU calls, by kernel.
+
+``kiln.deploy``'s ``FuseConvReLU`` pass runs each convolution with its bias, ReLU and residual add
+as one cuDNN call (``aten.cudnn_convolution_relu`` / ``cudnn_convolution_add_relu``) instead of
+a cuDNN convolution and an Inductor kernel for the rest. This script times, at each batch size,
+one CUDA graph per variant, and counts each variant's kernels in one call (outside a graph) with
+their summed GPU time:
+
+- kiln: ``kiln.deploy.optimize(..., compile="jit", autotune="none")``, the pass on (default);
+- kiln-nofuse: the same with ``fuse=False``;
+- eager: the folded fp16 channels_last graph, eager (conv, bias, ReLU, add each a kernel);
+- eager-fused: that graph after the pass, eager;
+- kiln-pad4 / kiln-pad8 (only with --runs): kiln with the stem convolution's 3 input channels
+  padded to 4 or 8 with zeros (an experiment: cuDNN's NHWC kernels favour such counts).
+
+    python scripts/fused_conv_check.py --sizes 1,64,256 --json fused.json   # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from kiln import deploy, zoo  # noqa: E402
+from kiln.deploy import _optimize as optimize_module  # noqa: E402
+from kiln.deploy._benchmark import time_calls  # noqa: E402
+from kiln.deploy._capture import capture, eval_mode  # noqa: E402
+from kiln.deploy._check import error  # noqa: E402
+from kiln.deploy._cuda_graph import GraphRunner  # noqa: E402
+from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
+from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
+from kiln.deploy._passes import ChannelsLast, Pass, copy_module, graph_constant  # noqa: E402
+from kiln.deploy._precision import Precision  # noqa: E402
+
+
+class StemPad(Pass):
+    """The first convolution with 3 input channels takes ``channels`` instead: zero weights
+    and an input padded with zero channels (cuDNN's NHWC kernels favour channel counts of
+    4 or 8). An experiment, not a kiln pass."""
+
+    tolerance = 1e-3
+
+    def __init__(self, channels: int) -> None:
+        self.channels, self.name = channels, f"stem_pad{channels}"
+
+    def apply(self, module: torch.nn.Module) -> torch.nn.Module:
+        module = copy_module(module)
+        for gm in [m for m in module.modules() if isinstance(m, fx.GraphModule)]:
+            for node in gm.graph.nodes:
+                if "conv" not in str(node.target) or node.op != "call_function":
+                    continue
+                weight = graph_constant(gm, node.args[1].target)
+                if weight.shape[1] != 3:
+                    break
+                extra = self.channels - 3
+                gm.register_buffer(
+                    "_stem_weight",
+                    torch.nn.functional.pad(weight, (0, 0, 0, 0, 0, extra)).contiguous(
+                        memory_format=torch.channels_last
+                    ),
+                )
+                with gm.graph.inserting_before(node):
+                    padded = gm.graph.call_function(
+                        torch.ops.aten.constant_pad_nd.default,
+                        (node.args[0], [0, 0, 0, 0, 0, extra], 0.0),
+                    )
+                    padded = gm.graph.call_function(
+                        torch.ops.aten.clone.default, (padded,),
+                        {"memory_format": torch.channels_last})  # fmt: skip
+                    stem = gm.graph.get_attr("_stem_weight")
+                node.args = (padded, stem, *node.args[2:])
+                gm.recompile()
+                break
+        return module
+
+
+def kernels(fn: Any, x: torch.Tensor, top: int = 0) -> tuple[int, float]:
+    """Kernels launched by one call of ``fn`` and their summed GPU time (ms); prints the
+    ``top`` slowest, in launch order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(x)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn(x)
+        torch.cuda.synchronize()
+    events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    times = [e.device_time / 1000 for e in events]  # type: ignore[attr-defined]
+    if top:
+        slowest = sorted(range(len(events)), key=lambda i: -times[i])[:top]
+        for i in sorted(slowest):
+            print(f"  #{i:3d} {times[i] * 1e3:7.1f} us  {events[i].name[:110]}")
+    return len(events), sum(times)
+
+
+@contextlib.contextmanager
+def stem_padded(channels: int) -> Iterator[None]:
+    """kiln's passes with ``StemPad(channels)`` last (none for 0)."""
+    original = optimize_module._passes
+    if channels:
+        optimize_module._passes = lambda *a: [*original(*a), StemPad(channels)]  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        optimize_module._passes = original  # type: ignore[assignment]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,64,256")
+    parser.add_argument("--runs", default="kiln,kiln-nofuse,eager,eager-fused")
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--top", type=int, default=12, help="slowest kernels to list per row")
+    parser.add_argument("--benchmark-limit", type=int, default=None,
+                        help="torch.backends.cudnn.benchmark_limit (cuDNN plans tried per "
+                             "convolution; 0: all) for the whole run")  # fmt: skip
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    if args.benchmark_limit is not None:
+        torch.backends.cudnn.benchmark_limit = args.benchmark_limit
+    torch.manual_seed(0)
+    model = eval_mode(zoo.create_model("resnet50")).to(device)
+    x = torch.randn(max(sizes), 3, 224, 224, device=device)
+    with torch.no_grad():
+        reference = model(x).float()
+    module = capture(model, x[:2]).module()
+    for p in (FoldBatchNorm(), Precision(torch.float16), ChannelsLast()):
+        module = p.apply(module)
+    gm = next(m for m in module.modules() if isinstance(m, fx.GraphModule))
+    print(f"{sum(1 for n in gm.graph.nodes if n.op == 'call_function')} ops in the folded graph")
+    results: dict[str, Any] = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                               "rows": {}}  # fmt: skip
+    for run in args.runs.split(","):
+        row: dict[str, Any] = {}
+        results["rows"][run] = row
+        started = time.perf_counter()
+        try:
+            if run.startswith("kiln"):
+                pad = int(run.split("pad")[1]) if "-pad" in run else 0
+                with stem_padded(pad):
+                    engine = deploy.optimize(model, x[:2], batch_sizes=sizes, compile="jit",
+                                             autotune="none", fuse=run != "kiln-nofuse",
+                                             verbose=False)  # fmt: skip
+                fns = {s: engine.runners[s] for s in sizes}
+                plain = getattr(fns[sizes[0]], "source", None)
+                row["passes"] = [p["name"] for p in engine.info["passes"]]
+            else:
+                candidate = module
+                if run == "eager-fused":
+                    fuse = FuseConvReLU()
+                    candidate = fuse.apply(module)
+                    row.update(fuse.describe())
+                plain = torch.inference_mode()(candidate)
+                fns = {s: GraphRunner(plain, x[:s].contiguous()) for s in sizes}
+            row["build_s"] = round(time.perf_counter() - started, 1)
+            for s in fns:
+                out = fns[s](x[:s].contiguous()).float()
+                _, rel = error(out, reference[:s])
+                fn, batch = fns[s], x[:s].contiguous()
+                times = sorted(time_calls(lambda: fn(batch), args.calls, device))  # noqa: B023
+                p50 = times[len(times) // 2] * 1e3
+                mean = sum(times) / len(times)
+                row[str(s)] = {"p50_ms": round(p50, 4), "img_s": round(s / mean),
+                               "rel_err": float(f"{rel:.3g}")}  # fmt: skip
+            if plain is not None:
+                count, busy = kernels(plain, x[: sizes[0]].contiguous(), args.top)
+                row["kernels"], row["kernel_ms"] = count, round(busy, 4)
+        except Exception as e:  # one variant's failure is a row, not the end of the run
+            row["error"] = f"{type(e).__name__}: {str(e)[:400]}"
+            traceback.print_exc()
+        print(run, json.dumps(row), flush=True)
+        if args.json:  # after each row: a crash in a later one keeps the earlier
+            args.json.write_text(json.dumps(results, indent=1))
+    print(f"\n{'variant':16}" + "".join(f"{'b=' + str(s) + ' ms':>12}{'img/s':>9}" for s in sizes)
+          + f"{'err':>9}{'kernels':>9}{'GPU ms':>9}")  # fmt: skip
+    for run, row in results["rows"].items():
+        if "error" in row:
+            print(f"{run:16} {row['error'][:100]}")
+            continue
+        cells = "".join(f"{row[str(s)]['p50_ms']:>12.4f}{row[str(s)]['img_s']:>9}"
+                        if str(s) in row else f"{'-':>12}{'-':>9}" for s in sizes)  # fmt: skip
+        print(f"{run:16}{cells}{row[str(sizes[0])]['rel_err']:>9.2g}"
+              f"{row.get('kernels', '-'):>9}{row.get('kernel_ms', '-'):>9}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
