@@ -59,6 +59,7 @@ def test_a_version_folder_holds_the_model_its_config_and_a_validated_onnx(repo):
     assert config["built_for"]["device"] == "cpu"
     assert config["built_for"]["torch"] == torch.__version__
     assert [p["name"] for p in config["passes"]][:2] == ["capture", "fold_batchnorm"]
+    assert config["skipped"] == []
     assert config["onnx"]["rel"] <= 1e-4
     # a plain torch module is stored as its exported program
     assert (repo / "mlp" / "1" / "model.pt2").is_file()

@@ -135,7 +135,9 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
         passes = _passes(options, device, module, example)
         x, x_engine = _check_inputs(example.to(device), max(sizes), passes)
         reference = single_output(original(x), model)
-        module, checks, budget = _apply(module, passes, x, x_engine, reference, progress)
+        skipped: list[dict[str, str]] = []
+        module, checks, budget = _apply(module, passes, x, x_engine, reference, progress,
+                                        skipped)  # fmt: skip
         rows = min(len(example), 8)
         source = Source(original, program, example[:rows].detach().cpu(), options,
                         x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
@@ -144,7 +146,7 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
     info = {
         "precision": options["precision"], "device": str(device), "compiled": options["compile"],
         "cuda_graphs": device.type == "cuda" and options["cuda_graphs"],
-        "image": options["image"], "passes": [*checks, runner_check],
+        "image": options["image"], "passes": [*checks, runner_check], "skipped": skipped,
         "max_abs_error": runner_check["max_abs"], "rel_error": runner_check["rel"],
         "build_s": round(time.perf_counter() - progress.started, 2),
         "timings": progress.timings,  # "total" lands when optimize returns
@@ -169,10 +171,11 @@ def _check_inputs(
 
 def _apply(
     module: nn.Module, passes: list[Pass], x: torch.Tensor, x_engine: torch.Tensor,
-    reference: torch.Tensor, progress: Progress,
+    reference: torch.Tensor, progress: Progress, skipped: list[dict[str, str]],
 ) -> tuple[nn.Module, list[dict[str, Any]], float]:  # fmt: skip
     """Apply ``passes`` in order, each checked against the original model's ``reference``
-    within the sum of the tolerances so far. Returns the module, the checks and that sum."""
+    within the sum of the tolerances so far. Returns the module, the checks and that sum;
+    optional passes that fail go into ``skipped`` (name and reason) instead."""
     checks = [_entry(check("capture", module(x), reference, CAPTURE_TOLERANCE), None)]
     budget = CAPTURE_TOLERANCE
     for p in passes:
@@ -186,7 +189,7 @@ def _apply(
             if not p.optional:
                 raise
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            checks.append({"name": p.name, "skipped": reason})
+            skipped.append({"name": p.name, "reason": reason})
             progress.log(f"pass {p.name}: skipped ({reason})")
             continue
         module, x, budget = candidate, x_next, budget + p.tolerance

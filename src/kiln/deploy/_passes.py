@@ -5,8 +5,8 @@ The contract (every pass in ``kiln.deploy`` follows it):
 - ``apply(module) -> module`` returns the transformed module. It never mutates the module it
   is given in a way that the caller could see through the original model's parameters: a pass
   that converts weights works on a copy.
-- ``optional`` passes (speed only, kiln's own choice) are skipped, with a log line and a
-  ``{"name", "skipped"}`` entry in ``engine.info["passes"]``, where they fail or go past their
+- ``optional`` passes (speed only, kiln's own choice) are skipped, with a log line and an
+  entry in ``engine.info["skipped"]`` (name and reason), where they fail or go past their
   tolerance; the others raise.
 - ``tolerance`` is the relative error (see ``kiln.deploy._check``) the pass may add. ``optimize``
   runs the result on the example after each pass and refuses a pass whose output, compared with

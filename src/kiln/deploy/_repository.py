@@ -158,7 +158,8 @@ def _write(engine: Engine, source: Source, folder: Path, name: str, version: int
                    "dtype": _dtype_name(source.outputs.dtype)},
         "batch_sizes": list(engine.batch_sizes), "precision": source.options["precision"],
         "image": source.options["image"], "options": source.options,
-        "passes": engine.info.get("passes", []), "rel_error": engine.info.get("rel_error"),
+        "passes": engine.info.get("passes", []), "skipped": engine.info.get("skipped", []),
+        "rel_error": engine.info.get("rel_error"),
         "max_abs_error": engine.info.get("max_abs_error"), "onnx": onnx_info,
         "timings": engine.info.get("timings"),  # optimize's seconds per phase
         "built_for": _platform(engine.device), "files": files,
