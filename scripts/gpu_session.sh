@@ -7,6 +7,7 @@
 #   scripts/gpu_session.sh deploy     # 1x H100: inference.py kiln rows, HTTP serving
 #   scripts/gpu_session.sh deploy_b1  # 1x H100: batch 1 alone, max-autotuned (latency bar)
 #   scripts/gpu_session.sh deploy_fuse # 1x H100: kiln-fp16 with and without fused conv + ReLU
+#   scripts/gpu_session.sh deploy_default # 1x H100: inference.py, kiln-fp16 as built by default
 #   scripts/gpu_session.sh deploy_jit # 1x H100: kiln rows compiled in process (no packages)
 #   scripts/gpu_session.sh gpu_tests  # 1x H100: every test marked gpu
 #   scripts/gpu_session.sh aoti_check # 1x H100: which AOTInductor settings torch's loader survives
@@ -155,6 +156,12 @@ deploy_fuse)  # kiln-fp16 with cuDNN's fused conv + ReLU calls (the default sinc
     step serve_http 110 python3 benchmarks/serve_http.py --repository /tmp/repo \
         --batch-sizes 1,8,64,256 --autotune none --concurrency 1,2,4,8,16 --duration 5 \
         --json "$OUT/serve_http.json"
+    ;;
+deploy_default)  # every inference bar in one table: kiln-fp16 as optimize() builds it by
+    # default (fused conv + ReLU, batch 1 max-autotuned), beside the competitors
+    step inference_default 540 python3 benchmarks/inference.py --repository /tmp/repo \
+        --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
+        --batch-sizes 1,8,64,256 --out "$OUT/inference_default.json"
     ;;
 deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a build of
     # minutes: it outlasted 4.5 of them beside other work, 2026-11-27), beside reduce-overhead
@@ -314,7 +321,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
