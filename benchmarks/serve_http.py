@@ -267,7 +267,7 @@ def kiln_serve(args: argparse.Namespace) -> Any:
     command = [
         sys.executable,
         "-m",
-        "kiln.cli._main",
+        "kiln.cli",
         "serve",
         str(args.repository),
         "--port",

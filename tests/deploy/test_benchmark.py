@@ -60,9 +60,11 @@ def test_kiln_deploy_then_kiln_bench_on_the_cli(tmp_path, conv_net, capsys):
     repo = tmp_path / "repo"
     code = main(["deploy", str(tmp_path / "conv.kiln"), str(repo), "--name", "conv",
                  "--precision", "fp32", "--batch-sizes", "1,2", "--device", "cpu", "--no-onnx",
-                 "--image-mean", "0.5", "--image-std", "0.25"])  # fmt: skip
+                 "--image-mean", "0.5", "--image-std", "0.25", "--no-fuse"])  # fmt: skip
     assert code == 0
     assert "conv/1 (fp32 on cpu, batch sizes [1, 2]" in capsys.readouterr().out
+    config = json.loads((repo / "conv" / "1" / "config.json").read_text())
+    assert config["options"]["fuse"] is False and config["skipped"] == []
     engine = deploy.load(repo / "conv")
     assert engine.input_shape == (8, 8, 3) and engine.input_dtype == torch.uint8
     out = tmp_path / "bench.json"

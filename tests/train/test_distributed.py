@@ -44,7 +44,7 @@ def _command(tmp_path, name, launch, batch, kill_rank=-1):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = str(tmp_path / name)
-    cmd = [sys.executable, "-m", "kiln.cli._main", *launch, str(script), out, str(batch),
+    cmd = [sys.executable, "-m", "kiln.cli", *launch, str(script), out, str(batch),
            str(kill_rank)]  # fmt: skip
     return cmd, out
 

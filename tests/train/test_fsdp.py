@@ -37,7 +37,7 @@ def _run(tmp_path, name, procs, batch, epochs, strategy="auto", resume="-"):
     out = str(tmp_path / name)
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
     args = [str(script), out, str(batch), str(epochs), strategy, str(resume)]
-    cmd = [sys.executable, "-m", "kiln.cli._main", *launch, *args]
+    cmd = [sys.executable, "-m", "kiln.cli", *launch, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return load_file(out + ".kiln"), out

@@ -24,6 +24,11 @@ def add_parsers(subparsers: Any) -> None:
     deploy.add_argument("--image-std", help="take uint8 NHWC images: per-channel std, 0..1")
     deploy.add_argument("--autotune", default="small", choices=["none", "small", "all"])
     deploy.add_argument("--no-compile", action="store_true", help="no AOTInductor packages")
+    deploy.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="no fused cuDNN conv + ReLU calls (GPU, fp16/bf16/fp8)",
+    )
     deploy.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
     bench = subparsers.add_parser("bench", help="latency and throughput of a model repository")
     bench.add_argument("repository", help="a model repository (or one model's folder)")
@@ -63,6 +68,7 @@ def _deploy(args: argparse.Namespace) -> int:
     engine = deploy.optimize(
         model, example, args.precision, _sizes(args.batch_sizes), device, image,
         compile=False if args.no_compile else None, autotune=args.autotune,
+        fuse=not args.no_fuse,
     )  # fmt: skip
     name = args.name or Path(args.model).stem
     folder = deploy.save(engine, args.repository, name, args.version, onnx=not args.no_onnx)
@@ -70,6 +76,8 @@ def _deploy(args: argparse.Namespace) -> int:
     print(f"kiln deploy: {folder} ({info['precision']} on {info['device']}, batch sizes "
           f"{list(engine.batch_sizes)}, relative error {info['rel_error']:.2g}, "
           f"built in {info['build_s']:.0f} s)")  # fmt: skip
+    for entry in info.get("skipped", []):
+        print(f"kiln deploy: pass {entry['name']} skipped: {entry['reason']}")
     return 0
 
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         if args.gpus or args.nodes > 1:
             target = [args.target] if args.target.endswith(".py") else [
-                "--module", "kiln.cli._main", "train", args.target,
+                "--module", "kiln.cli", "train", args.target,
             ]  # fmt: skip
             rest = _without_launch_options(argv[argv.index(args.target) + 1 :])
             return launch([*target, *rest], args.gpus, args.nodes, args.node_rank, args.rdzv)
