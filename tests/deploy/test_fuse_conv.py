@@ -96,6 +96,54 @@ def test_every_conv_relu_of_a_resnet_becomes_one_call_with_the_same_outputs(fuse
         torch.testing.assert_close(out(x), model(x), rtol=1e-5, atol=1e-5)
 
 
+class InPlaceBlock(nn.Module):
+    """torchvision's style: ``nn.ReLU(inplace=True)`` and ``out += identity``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = conv_bn(8, 8, 3), conv_bn(8, 8, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.b(self.relu(self.a(x)))
+        out += identity
+        return self.relu(out)
+
+
+def test_in_place_relu_and_add_fuse_too(fused_ops_on_cpu):
+    model, x = InPlaceBlock(), torch.randn(2, 8, 8, 8)
+    folded = _folded(model, x)
+    assert {"aten.relu_.default", "aten.add_.Tensor"} <= set(_ops(folded))
+    fuse = FuseConvReLU()
+    out = fuse.apply(folded)
+    assert fuse.describe() == {"fused": 2, "with_add": 1}
+    with torch.no_grad():
+        torch.testing.assert_close(out(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_an_in_place_add_into_the_shortcut_is_left_alone(fused_ops_on_cpu):
+    """``z += conv(x)`` writes into ``z``: the fused call would not, so it does not match."""
+
+    class IntoShortcut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = x * 2
+            view = z[:, :2]  # a view taken before the add writes into z, read after it
+            z += self.a(x)
+            return torch.relu(z)[:, :2] + view
+
+    model, x = IntoShortcut().eval(), torch.randn(2, 4, 8, 8)
+    fuse = FuseConvReLU()
+    out = fuse.apply(capture(model, x).module())
+    assert fuse.describe() == {"fused": 0, "with_add": 0}
+    with torch.no_grad():
+        torch.testing.assert_close(out(x), model(x))
+
+
 def test_a_conv_with_another_use_or_a_broadcast_add_is_left_alone(fused_ops_on_cpu):
     class Shapes(nn.Module):
         def __init__(self) -> None:

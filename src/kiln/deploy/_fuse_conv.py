@@ -31,6 +31,9 @@ from torch import fx, nn
 from kiln.deploy._passes import Pass, copy_module, graph_constant
 
 aten = torch.ops.aten
+# torchvision-style modules (``nn.ReLU(inplace=True)``, ``out += identity``) export in-place ops
+RELUS = {aten.relu.default, aten.relu_.default}
+ADDS = {aten.add.Tensor, aten.add_.Tensor}
 CONV_ARGS = ("x", "w", "b", "stride", "padding", "dilation", "groups")
 CONV_DEFAULTS = (None, None, None, [1, 1], [0, 0], [1, 1], 1)
 
@@ -67,7 +70,7 @@ def fuse_graph(gm: fx.GraphModule) -> tuple[int, int]:
     """Rewrite ``gm`` in place; returns (convolutions fused, of which with a residual add)."""
     fused = with_add = 0
     for relu in list(gm.graph.nodes):
-        if relu.op != "call_function" or relu.target is not aten.relu.default:
+        if relu.op != "call_function" or relu.target not in RELUS:
             continue
         match = _match(relu)
         if match is None:
@@ -118,12 +121,14 @@ def _match(relu: fx.Node) -> tuple[fx.Node, fx.Node | None, fx.Node | None] | No
         return None
     if conv_parts(inner) is not None:
         return inner, None, None
-    if inner.op != "call_function" or inner.target is not aten.add.Tensor or inner.kwargs:
+    if inner.op != "call_function" or inner.target not in ADDS or inner.kwargs:
         return None
     operands = [a for a in inner.args if isinstance(a, fx.Node)]
     if len(operands) != 2 or len(inner.args) != 2:
         return None
-    for conv, z in (operands, operands[::-1]):
+    # ``out += z`` (add_) writes into its first operand: only a convolution there may go
+    orders = [operands] if inner.target is aten.add_.Tensor else [operands, operands[::-1]]
+    for conv, z in orders:
         if conv_parts(conv) is not None and len(conv.users) == 1 and _same_shape(conv, z):
             return conv, inner, z
     return None
