@@ -135,9 +135,8 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
         passes = _passes(options, device, module, example)
         x, x_engine = _check_inputs(example.to(device), max(sizes), passes)
         reference = single_output(original(x), model)
-        skipped: list[dict[str, str]] = []
-        module, checks, budget = _apply(module, passes, x, x_engine, reference, progress,
-                                        skipped)  # fmt: skip
+        module, checks, skipped, budget = _apply(module, passes, x, x_engine, reference,
+                                                 progress)  # fmt: skip
         rows = min(len(example), 8)
         source = Source(original, program, example[:rows].detach().cpu(), options,
                         x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
@@ -171,12 +170,13 @@ def _check_inputs(
 
 def _apply(
     module: nn.Module, passes: list[Pass], x: torch.Tensor, x_engine: torch.Tensor,
-    reference: torch.Tensor, progress: Progress, skipped: list[dict[str, str]],
-) -> tuple[nn.Module, list[dict[str, Any]], float]:  # fmt: skip
+    reference: torch.Tensor, progress: Progress,
+) -> tuple[nn.Module, list[dict[str, Any]], list[dict[str, str]], float]:  # fmt: skip
     """Apply ``passes`` in order, each checked against the original model's ``reference``
-    within the sum of the tolerances so far. Returns the module, the checks and that sum;
-    optional passes that fail go into ``skipped`` (name and reason) instead."""
+    within the sum of the tolerances so far. Returns the module, the checks, the optional
+    passes skipped because they failed (name and reason) and the sum of the tolerances."""
     checks = [_entry(check("capture", module(x), reference, CAPTURE_TOLERANCE), None)]
+    skipped: list[dict[str, str]] = []
     budget = CAPTURE_TOLERANCE
     for p in passes:
         started = time.perf_counter()
@@ -197,7 +197,7 @@ def _apply(
         progress.record(f"pass_{p.name}", time.perf_counter() - started)
         progress.log(f"pass {p.name}: rel err {checks[-1]['rel']:.3g} (<= {budget:.3g}) "
                      f"in {progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
-    return module, checks, budget
+    return module, checks, skipped, budget
 
 
 def _runners(
