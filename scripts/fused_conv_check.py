@@ -6,12 +6,15 @@ a cuDNN convolution and an Inductor kernel for the rest. This script times, at e
 one CUDA graph per variant, and counts each variant's kernels in one call (outside a graph) with
 their summed GPU time:
 
-- kiln: ``kiln.deploy.optimize(..., compile="jit", autotune="none")``, the pass on (default);
+- kiln: ``kiln.deploy.optimize(..., compile="jit", autotune=--autotune)``, the pass on;
 - kiln-nofuse: the same with ``fuse=False``;
 - eager: the folded fp16 channels_last graph, eager (conv, bias, ReLU, add each a kernel);
 - eager-fused: that graph after the pass, eager;
 - kiln-pad4 / kiln-pad8 (only with --runs): kiln with the stem convolution's 3 input channels
-  padded to 4 or 8 with zeros (an experiment: cuDNN's NHWC kernels favour such counts).
+  padded to 4 or 8 with zeros (an experiment: cuDNN's NHWC kernels favour such counts;
+  2026-11-28, H200: no gain);
+- kiln-no1x1 (only with --runs): the pass leaves 1x1 convolutions to Inductor, which under
+  max-autotune (``--autotune small``) runs them as matrix products with fused epilogues.
 
     python scripts/fused_conv_check.py --sizes 1,64,256 --json fused.json   # on a GPU
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 import traceback
@@ -107,11 +111,18 @@ def kernels(fn: Any, x: torch.Tensor, top: int = 0) -> tuple[int, float]:
 
 
 @contextlib.contextmanager
-def stem_padded(channels: int) -> Iterator[None]:
-    """kiln's passes with ``StemPad(channels)`` last (none for 0)."""
+def kiln_passes(run: str) -> Iterator[None]:
+    """kiln's passes as the ``run`` asks: "-pad<N>" adds ``StemPad(N)`` last; "-no1x1" leaves
+    1x1 convolutions out of ``FuseConvReLU``."""
     original = optimize_module._passes
-    if channels:
-        optimize_module._passes = lambda *a: [*original(*a), StemPad(channels)]  # type: ignore[assignment]
+    pad = int(found.group(1)) if (found := re.search(r"-pad(\d+)", run)) else 0
+
+    def passes(*args: Any) -> list[Pass]:
+        chosen = [FuseConvReLU(one_by_one=False) if "-no1x1" in run and isinstance(p, FuseConvReLU)
+                  else p for p in original(*args)]  # fmt: skip
+        return [*chosen, StemPad(pad)] if pad else chosen
+
+    optimize_module._passes = passes  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -123,6 +134,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,64,256")
     parser.add_argument("--runs", default="kiln,kiln-nofuse,eager,eager-fused")
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--autotune", default="none", choices=["none", "small", "all"],
+                        help="the kiln rows' (small: max-autotune for batch 1)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--top", type=int, default=12, help="slowest kernels to list per row")
     parser.add_argument("--benchmark-limit", type=int, default=None,
@@ -152,10 +165,9 @@ def main() -> None:
         started = time.perf_counter()
         try:
             if run.startswith("kiln"):
-                pad = int(run.split("pad")[1]) if "-pad" in run else 0
-                with stem_padded(pad):
+                with kiln_passes(run):
                     engine = deploy.optimize(model, x[:2], batch_sizes=sizes, compile="jit",
-                                             autotune="none", fuse=run != "kiln-nofuse",
+                                             autotune=args.autotune, fuse=run != "kiln-nofuse",
                                              verbose=False)  # fmt: skip
                 fns = {s: engine.runners[s] for s in sizes}
                 plain = getattr(fns[sizes[0]], "source", None)

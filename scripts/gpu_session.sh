@@ -18,6 +18,7 @@
 #   scripts/gpu_session.sh lenet_profile # 1x H100: LeNet-5's kernels per step, kiln vs hand loop
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
 #   scripts/gpu_session.sh fused_conv # 1x H100: ResNet-50 with cuDNN's fused conv + ReLU calls
+#   scripts/gpu_session.sh fused_conv_b1 # 1x H100: batch 1 autotuned, 1x1 convs fused or as GEMMs
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -230,6 +231,12 @@ fused_conv)  # ResNet-50 with cuDNN's fused convolution + bias (+ add) + ReLU, a
         ${FUSED_RUNS:+--runs $FUSED_RUNS} \
         --json "$OUT/fused_conv.json"
     ;;
+fused_conv_b1)  # batch 1 max-autotuned: 1x1 convolutions as cuDNN's fused calls (kiln) or as
+    # Inductor's matrix products with fused epilogues (kiln-no1x1), and without the pass
+    precompile
+    step fused_conv_b1 420 python3 scripts/fused_conv_check.py --sizes 1 --autotune small \
+        --runs kiln,kiln-no1x1,kiln-nofuse --json "$OUT/fused_conv_b1.json"
+    ;;
 fused_conv_limit0)  # the same with every cuDNN plan timed per convolution (benchmark_limit 0)
     precompile
     step fused_conv_limit0 420 python3 scripts/fused_conv_check.py --benchmark-limit 0 \
@@ -321,7 +328,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -41,14 +41,17 @@ CONV_DEFAULTS = (None, None, None, [1, 1], [0, 0], [1, 1], 1)
 class FuseConvReLU(Pass):
     """2-D convolution + bias (+ add) + ReLU -> one cuDNN call, in every FX graph in the module.
 
-    CUDA only: the fused operators have no CPU kernels.
+    CUDA only: the fused operators have no CPU kernels. ``one_by_one=False`` leaves 1x1
+    convolutions to Inductor, which can run them as matrix products with the bias and ReLU
+    fused in (``conv_1x1_as_mm`` under max-autotune; an experiment for batch 1).
     """
 
     name = "fuse_conv_relu"
     tolerance = 1e-3  # cuDNN's fused kernels accumulate and round in their own order
     optional = True  # where cuDNN has no fused kernel for a shape or dtype, run without it
 
-    def __init__(self) -> None:
+    def __init__(self, one_by_one: bool = True) -> None:
+        self.one_by_one = one_by_one
         self.fused = 0
         self.with_add = 0
 
@@ -57,7 +60,7 @@ class FuseConvReLU(Pass):
         module = copy_module(module)
         for sub in module.modules():
             if isinstance(sub, fx.GraphModule):
-                fused, with_add = fuse_graph(sub)
+                fused, with_add = fuse_graph(sub, self.one_by_one)
                 self.fused += fused
                 self.with_add += with_add
         return module
@@ -66,8 +69,9 @@ class FuseConvReLU(Pass):
         return {"fused": self.fused, "with_add": self.with_add}
 
 
-def fuse_graph(gm: fx.GraphModule) -> tuple[int, int]:
-    """Rewrite ``gm`` in place; returns (convolutions fused, of which with a residual add)."""
+def fuse_graph(gm: fx.GraphModule, one_by_one: bool = True) -> tuple[int, int]:
+    """Rewrite ``gm`` in place; returns (convolutions fused, of which with a residual add).
+    ``one_by_one=False`` leaves 1x1 convolutions as they are."""
     fused = with_add = 0
     for relu in list(gm.graph.nodes):
         if relu.op != "call_function" or relu.target not in RELUS:
@@ -78,6 +82,8 @@ def fuse_graph(gm: fx.GraphModule) -> tuple[int, int]:
         conv, add, z = match
         parts = conv_parts(conv)
         assert parts is not None  # _match checked it
+        if not one_by_one and _kernel_size(parts["w"]) == (1, 1):
+            continue
         bias = _join_shortcut_bias(gm, conv, parts["b"], z, f"_kiln_fused_bias_{fused}")
         common = (parts["stride"], parts["padding"], parts["dilation"], parts["groups"])
         with gm.graph.inserting_before(relu):
@@ -132,6 +138,11 @@ def _match(relu: fx.Node) -> tuple[fx.Node, fx.Node | None, fx.Node | None] | No
         if conv_parts(conv) is not None and len(conv.users) == 1 and _same_shape(conv, z):
             return conv, inner, z
     return None
+
+
+def _kernel_size(weight: Any) -> tuple[int, ...] | None:
+    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
+    return tuple(value.shape[2:]) if value is not None else None
 
 
 def _same_shape(a: fx.Node, b: fx.Node) -> bool:
