@@ -82,7 +82,7 @@ def fuse_graph(gm: fx.GraphModule, one_by_one: bool = True) -> tuple[int, int]:
         conv, add, z = match
         parts = conv_parts(conv)
         assert parts is not None  # _match checked it
-        if not one_by_one and _kernel_size(parts["w"]) == (1, 1):
+        if not one_by_one and _kernel_size(gm, parts["w"]) == (1, 1):
             continue
         bias = _join_shortcut_bias(gm, conv, parts["b"], z, f"_kiln_fused_bias_{fused}")
         common = (parts["stride"], parts["padding"], parts["dilation"], parts["groups"])
@@ -140,8 +140,14 @@ def _match(relu: fx.Node) -> tuple[fx.Node, fx.Node | None, fx.Node | None] | No
     return None
 
 
-def _kernel_size(weight: Any) -> tuple[int, ...] | None:
-    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
+def _kernel_size(gm: fx.GraphModule, weight: Any) -> tuple[int, ...] | None:
+    """A convolution weight's spatial size: from the node's traced value, or, for the constants
+    a pass put in (BatchNorm folding's weights carry no traced value), the tensor itself."""
+    if not isinstance(weight, fx.Node):
+        return None
+    value = weight.meta.get("val")
+    if value is None and _constant(weight):
+        value = graph_constant(gm, weight.target)
     return tuple(value.shape[2:]) if value is not None else None
 
 
