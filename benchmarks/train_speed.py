@@ -70,6 +70,8 @@ COMPETITORS: dict[str, dict[str, str]] = {
         "kiln": "kiln_runs:resnet50",
         "kiln-autotune": "kiln_runs:resnet50_autotune",
         "kiln-cdt": "kiln_runs:resnet50_coordinate_descent",
+        "kiln-bn-aten": "kiln_runs:resnet50_bn_aten",
+        "kiln-bn-aten-bwd": "kiln_runs:resnet50_bn_aten_backward",
         "torch-eager-tf32": "torch_loops:resnet_eager_tf32",
         "torch-eager-bf16-cl": "torch_loops:resnet_eager_bf16_cl",
         "torch-compile-bf16-cl": "torch_loops:resnet_compile_bf16_cl",

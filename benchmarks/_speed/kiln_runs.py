@@ -184,6 +184,29 @@ def resnet50_coordinate_descent(cfg: Config) -> dict:
     return _resnet_variant(cfg, "coordinate_descent_tuning")
 
 
+def resnet50_bn_aten(cfg: Config) -> dict:
+    """kiln with BatchNorm and its backward left to ATen's CUDA kernels (channels_last
+    statistics and backward reductions) instead of Inductor's decomposition into reductions and
+    pointwise kernels. An experiment: the ReLU and add no longer fuse with the normalization."""
+    _keep_in_aten("batch_norm")
+    return _resnet_variant(cfg, "BatchNorm in ATen")
+
+
+def resnet50_bn_aten_backward(cfg: Config) -> dict:
+    """kiln with only BatchNorm's backward left to ATen (the forward stays decomposed, its
+    normalization fused with ReLU and add by Inductor)."""
+    _keep_in_aten("batch_norm_backward")
+    return _resnet_variant(cfg, "BatchNorm's backward in ATen")
+
+
+def _keep_in_aten(fragment: str) -> None:
+    """Inductor lowers the operators whose names hold ``fragment`` as calls to ATen's kernels."""
+    from torch._inductor import decomposition
+
+    for op in [op for op in decomposition.decompositions if fragment in str(op)]:
+        del decomposition.decompositions[op]
+
+
 def _resnet_variant(cfg: Config, what: str, **options: Any) -> dict:
     if "resnet50" not in {entry.name for entry in kiln.zoo.list_models()}:
         raise Skip("kiln has no resnet50 yet")
