@@ -22,6 +22,7 @@
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
+#   scripts/gpu_session.sh resnet_bn  # 1x H100: kiln's ResNet-50 with BatchNorm in ATen's kernels
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
@@ -235,7 +236,7 @@ fused_conv_b1)  # batch 1 max-autotuned: 1x1 convolutions as cuDNN's fused calls
     # Inductor's matrix products with fused epilogues (kiln-no1x1), and without the pass
     precompile
     step fused_conv_b1 420 python3 scripts/fused_conv_check.py --sizes 1 --autotune small \
-        --runs kiln,kiln-no1x1,kiln-nofuse --json "$OUT/fused_conv_b1.json"
+        --runs "${FUSED_B1_RUNS:-kiln,kiln-no1x1,kiln-nofuse}" --json "$OUT/fused_conv_b1.json"
     ;;
 fused_conv_limit0)  # the same with every cuDNN plan timed per convolution (benchmark_limit 0)
     precompile
@@ -278,6 +279,13 @@ resnet_tuned)  # Inductor's tuning for kiln's ResNet-50 step, beside the compile
     precompile
     step resnet_tuned 570 python3 benchmarks/train_speed.py --workload resnet50 \
         --only kiln,torch-compile-bf16-cl,kiln-cdt --json "$OUT/resnet_tuned.json"
+    ;;
+resnet_bn)  # kiln's ResNet-50 step with BatchNorm (or only its backward) left to ATen's CUDA
+    # kernels instead of Inductor's decomposition, beside the compile loop
+    precompile
+    step resnet_bn 570 python3 benchmarks/train_speed.py --workload resnet50 \
+        --only kiln,kiln-bn-aten,kiln-bn-aten-bwd,torch-compile-bf16-cl --timeout 200 \
+        --json "$OUT/resnet_bn.json"
     ;;
 memory)
     step train_memory 170 python3 benchmarks/train_memory.py \
