@@ -22,6 +22,7 @@
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
+#   scripts/gpu_session.sh resnet_cdt # 1x H100: kiln's ResNet-50, coordinate-descent tuned
 #   scripts/gpu_session.sh resnet_bn  # 1x H100: kiln's ResNet-50 with BatchNorm in ATen's kernels
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
@@ -279,6 +280,12 @@ resnet_tuned)  # Inductor's tuning for kiln's ResNet-50 step, beside the compile
     precompile
     step resnet_tuned 570 python3 benchmarks/train_speed.py --workload resnet50 \
         --only kiln,torch-compile-bf16-cl,kiln-cdt --json "$OUT/resnet_tuned.json"
+    ;;
+resnet_cdt)  # coordinate-descent tuning of kiln's ResNet-50 step with the most time a call
+    # gives it (it outlasted 300 s twice), beside the compile loop
+    precompile
+    step resnet_cdt 580 python3 benchmarks/train_speed.py --workload resnet50 \
+        --only kiln-cdt,torch-compile-bf16-cl --timeout 470 --json "$OUT/resnet_cdt.json"
     ;;
 resnet_bn)  # kiln's ResNet-50 step with BatchNorm (or only its backward) left to ATen's CUDA
     # kernels instead of Inductor's decomposition, beside the compile loop
