@@ -43,7 +43,8 @@ class FuseConvReLU(Pass):
 
     CUDA only: the fused operators have no CPU kernels. ``one_by_one=False`` leaves 1x1
     convolutions to Inductor, which can run them as matrix products with the bias and ReLU
-    fused in (``conv_1x1_as_mm`` under max-autotune; an experiment for batch 1).
+    fused in (``conv_1x1_as_mm`` under max-autotune). An experiment: at batch 1, autotuned,
+    ResNet-50 ran 0.426 ms that way against 0.376 ms with every 1x1 fused (H200, 2026-11-28).
     """
 
     name = "fuse_conv_relu"
