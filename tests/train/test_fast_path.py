@@ -364,3 +364,26 @@ def test_fit_starts_inductors_compile_workers_early_only_for_a_cold_cache_and_a_
     assert fit_twice(False) == ["step"]
     (tmp_path / "fxgraph").mkdir()  # a graph was compiled into this cache before
     assert fit_twice(True) == ["step"]
+
+
+def test_a_mixed_precision_step_is_cached_by_aot_autograd_not_bypassed(tmp_path, monkeypatch):
+    """The step's ``torch.autocast`` block would make AOTAutograd skip its cache (a warm start
+    then traces the forward and backward again); kiln marks the block's calls cacheable, and a
+    bf16 step's entry is not an fp16 step's."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    outcomes = []
+    for precision in ("bf16", "fp16", "bf16"):
+        torch._dynamo.reset()  # a fresh process would trace again: look the step up again
+        counters.clear()
+        model = kiln.Sequential([kiln.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3)])
+        model.compile(optimizer="adam", loss="cross_entropy", device="cpu", compile=True,
+                      precision=precision, background_compile=False)  # fmt: skip
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, track=False)
+        outcomes.append({k: v for k, v in counters["aot_autograd"].items() if "cache" in k})
+    assert outcomes[0] == {"autograd_cache_miss": 1, "autograd_cache_saved": 1}
+    assert outcomes[1] == {"autograd_cache_miss": 1, "autograd_cache_saved": 1}  # fp16: its own
+    assert outcomes[2] == {"autograd_cache_hit": 1}

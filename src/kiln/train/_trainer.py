@@ -37,6 +37,7 @@ from kiln.train._distributed import from_environment, full_state_dict
 from kiln.train._fast_path import (
     auto_strategy,
     compile_mode,
+    compile_step,
     make_capturable,
     scoped_settings,
     to_channels_last,
@@ -534,7 +535,7 @@ class Trainer:
         # is made in the compile's thread
         self._forward_loss_fn = self._forward_loss
         if compiled and not behind:
-            self._forward_loss_fn = torch.compile(self._forward_loss, mode=mode)
+            self._forward_loss_fn = compile_step(self._forward_loss, mode)
 
         def new_step(later_shapes: bool = True) -> Any:
             if not self._captures:
@@ -548,7 +549,7 @@ class Trainer:
 
         def switch() -> Any:
             if not made:  # no full batch came: it compiles on its first call, as it would
-                made.append(torch.compile(self._forward_loss, mode=mode))
+                made.append(compile_step(self._forward_loss, mode))
             self._forward_loss_fn = made[0]
             return new_step()
 
@@ -578,7 +579,7 @@ class Trainer:
         device = self.device
 
         def work() -> None:
-            made.append(torch.compile(self._forward_loss, mode=mode))
+            made.append(compile_step(self._forward_loss, mode))
             with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
                 made[0](model, x, y, w, *state).backward()  # the backward compiles too
 
