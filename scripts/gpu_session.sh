@@ -23,6 +23,7 @@
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
 #   scripts/gpu_session.sh resnet_cdt # 1x H100: kiln's ResNet-50, coordinate-descent tuned
+#   scripts/gpu_session.sh resnet_cdt_warm # 1x H100: the same, cold, then warm beside the loop
 #   scripts/gpu_session.sh resnet_bn  # 1x H100: kiln's ResNet-50 with BatchNorm in ATen's kernels
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
@@ -286,6 +287,15 @@ resnet_cdt)  # coordinate-descent tuning of kiln's ResNet-50 step with the most 
     precompile
     step resnet_cdt 580 python3 benchmarks/train_speed.py --workload resnet50 \
         --only kiln-cdt,torch-compile-bf16-cl --timeout 470 --json "$OUT/resnet_cdt.json"
+    ;;
+resnet_cdt_warm)  # the same, cold and then from the cache it filled, beside kiln's defaults and
+    # the compile loop (all with --warm-cache: each keeps its compile cache for the next)
+    precompile
+    step resnet_cdt_cold 340 python3 benchmarks/train_speed.py --workload resnet50 \
+        --only kiln-cdt --warm-cache --timeout 330 --json "$OUT/resnet_cdt_cold.json"
+    step resnet_cdt_warm 230 python3 benchmarks/train_speed.py --workload resnet50 \
+        --only kiln,kiln-cdt,torch-compile-bf16-cl --warm-cache --timeout 110 \
+        --json "$OUT/resnet_cdt_warm.json"
     ;;
 resnet_bn)  # kiln's ResNet-50 step with BatchNorm (or only its backward) left to ATen's CUDA
     # kernels instead of Inductor's decomposition, beside the compile loop
