@@ -95,11 +95,8 @@ def lenet_no_channels_last(cfg: Config) -> dict:
 
 
 def lenet_coordinate_descent(cfg: Config) -> dict:
-    """kiln with Inductor's coordinate-descent tuning of its generated kernels' block sizes."""
-    import torch._inductor.config as inductor
-
-    inductor.coordinate_descent_tuning = True
-    return _lenet_variant(cfg, "coordinate_descent_tuning")
+    """kiln with ``compile="coordinate-descent"`` (Inductor tunes its kernels' block sizes)."""
+    return _lenet_variant(cfg, 'compile="coordinate-descent"', compile="coordinate-descent")
 
 
 def lenet_cudnn_benchmark(cfg: Config) -> dict:
@@ -176,12 +173,10 @@ def resnet50_autotune(cfg: Config) -> dict:
 
 
 def resnet50_coordinate_descent(cfg: Config) -> dict:
-    """kiln with Inductor's coordinate-descent tuning of its generated kernels' block sizes
-    (BatchNorm, ReLU and their backward: the memory-bound part of a ResNet step)."""
-    import torch._inductor.config as inductor
-
-    inductor.coordinate_descent_tuning = True
-    return _resnet_variant(cfg, "coordinate_descent_tuning")
+    """kiln with ``compile="coordinate-descent"``: Inductor's coordinate-descent tuning of its
+    generated kernels' block sizes (BatchNorm, ReLU and their backward: the memory-bound part
+    of a ResNet step); "auto" picks it for fits of 20,000 steps or more."""
+    return _resnet_variant(cfg, 'compile="coordinate-descent"', compile="coordinate-descent")
 
 
 def resnet50_bn_aten(cfg: Config) -> dict:

@@ -387,3 +387,67 @@ def test_a_mixed_precision_step_is_cached_by_aot_autograd_not_bypassed(tmp_path,
     assert outcomes[0] == {"autograd_cache_miss": 1, "autograd_cache_saved": 1}
     assert outcomes[1] == {"autograd_cache_miss": 1, "autograd_cache_saved": 1}  # fp16: its own
     assert outcomes[2] == {"autograd_cache_hit": 1}
+
+
+def test_auto_tunes_kernels_only_for_long_uncaptured_fits_of_large_conv_nets_on_gpus():
+    from kiln.train._fast_path import AUTOTUNE_MIN_CONV_WEIGHTS, TUNE_MIN_STEPS, tune_kernels
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # the rule touches no GPU
+    assert AUTOTUNE_MIN_CONV_WEIGHTS == 1000 * 1000
+    large = nn.Conv2d(1000, 1000, 1, bias=False)  # exactly the threshold's weights
+    small = nn.Sequential(nn.Conv2d(999, 1000, 1, bias=False), nn.Linear(1000, 1000))
+    plain = {"captures": False, "distributed": False}
+    assert tune_kernels(large, cuda, TUNE_MIN_STEPS, **plain)
+    assert not tune_kernels(large, cuda, TUNE_MIN_STEPS - 1, **plain)  # too short to repay it
+    assert not tune_kernels(small, cuda, 10**6, **plain)  # 999,000 in convs, the rest not
+    assert not tune_kernels(large, cpu, 10**6, **plain)
+    assert not tune_kernels(large, cuda, 10**6, captures=True, distributed=False)  # unmeasured
+    assert not tune_kernels(large, cuda, 10**6, captures=False, distributed=True)
+
+
+def test_a_long_fit_compiles_with_coordinate_descent_tuning_and_says_so(monkeypatch, capsys):
+    """The trainer asks the rule with the fit's planned steps; the mode reaches torch.compile as
+    Inductor's option (there is no such torch mode); ``compile="coordinate-descent"`` asks."""
+    from kiln.train import _trainer
+
+    asked, compiled = [], []
+    monkeypatch.setattr(_trainer, "use_compile", lambda option, device: True)  # as on a GPU
+
+    def rule(model, device, steps, **kw):
+        asked.append((steps, kw))
+        return True
+
+    monkeypatch.setattr(_trainer, "tune_kernels", rule)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiled.append(kwargs) or fn)
+    for option in ("auto", "coordinate-descent", True):
+        model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
+        model.compile(optimizer="sgd", loss="cross_entropy", device="cpu", compile=option,
+                      background_compile=False)  # fmt: skip
+        model.fit(torch.randn(40, 4), torch.randint(0, 2, (40,)), batch_size=8, epochs=3,
+                  verbose=1, track=False)  # fmt: skip
+        expected = None if option is True else "coordinate-descent"
+        assert model._trainer.compile_mode == expected, option
+    assert asked == [(3 * 5, {"captures": False, "distributed": False})]  # "auto" only
+    tuned = {"options": {"coordinate_descent_tuning": True}}
+    assert compiled == [tuned, tuned, {"mode": None}]
+    assert capsys.readouterr().err.count("coordinate-descent tuning") == 1  # "auto" says why
+
+
+@gpu
+def test_auto_tunes_a_large_conv_nets_kernels_on_a_gpu_and_trains_as_untuned(monkeypatch):
+    from kiln.train import _fast_path
+
+    monkeypatch.setattr(_fast_path, "TUNE_MIN_STEPS", 1)  # any fit counts as long here
+    losses = {}
+    for option in ("auto", True):
+        torch.manual_seed(0)
+        model = kiln.Sequential([kiln.Input((256, 6, 6)), L.Conv2D(512, 3), L.Flatten(),
+                                 L.Dense(3)])  # fmt: skip
+        model.compile(optimizer="sgd", lr=0.01, loss="cross_entropy", device="cuda",
+                      compile=option, precision="fp32")  # fmt: skip
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(32, 256, 6, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, track=False)
+        losses[option] = history.history["loss"]
+        assert model._trainer.compile_mode == ("coordinate-descent" if option == "auto" else None)
+    torch.testing.assert_close(losses["auto"], losses[True], rtol=1e-3, atol=1e-4)

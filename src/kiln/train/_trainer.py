@@ -41,6 +41,7 @@ from kiln.train._fast_path import (
     make_capturable,
     scoped_settings,
     to_channels_last,
+    tune_kernels,
     use_background_compile,
     use_channels_last,
     use_compile,
@@ -66,7 +67,9 @@ class Trainer:
     for the rest, see ``_fp8``), ``lr``,
     ``log_every`` (steps between metric reads), ``seed`` (data order), and optimizer options.
     On a GPU, "auto" also turns on ``compile`` (torch.compile of forward + loss; or a mode,
-    ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices),
+    ``compile="max-autotune-no-cudagraphs"``: longer compiles that time kernel choices;
+    ``"coordinate-descent"``: Inductor tunes its own kernels' block sizes, which "auto" picks
+    for long fits of large conv nets, see ``_fast_path.tune_kernels``),
     ``cuda_graphs`` (the whole step captured, when the optimizer allows: see ``_fast_path``),
     ``channels_last`` (conv nets) and ``cudnn_benchmark`` (cuDNN times each convolution's
     algorithms at its first new shape; "auto" only for models with large convolutions, see
@@ -124,6 +127,7 @@ class Trainer:
         self._step_fn: Any = None
         self._captures = False  # whether the step is captured in CUDA graphs
         self.compiles_behind = False  # whether the step compiles behind the training
+        self.compile_mode: str | None = None  # the compiled step's mode (None: torch's default)
         self._optimizer_step: Callable[[], Any] | None = None  # chosen with the step
         self._train_model: nn.Module = model  # DistributedDataParallel(model) when distributed
         if strategy not in ("auto", "ddp", "fsdp"):
@@ -214,9 +218,9 @@ class Trainer:
                 seed=self.seed,
             )
         self._batch_rows = batch_size
+        self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self._setup(next(iter(loader.epoch(0))), targets)
         self._gather_step = self._make_gather_step(loader)
-        self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
         self.stop_training = False
         self.epoch, self.step_in_epoch, self.history = 0, 0, {}
@@ -486,10 +490,8 @@ class Trainer:
                 cuda = self.device.type == "cuda"
                 gpu = torch.cuda.get_device_properties(self.device).total_memory if cuda else None
                 self.strategy, why = auto_strategy(self.model, gpu)
-                if self.strategy == "fsdp" and self.dist.is_main:
-                    from rich.console import Console
-
-                    Console(stderr=True).print(f"[bold]kiln.train[/]: {why}")
+                if self.strategy == "fsdp":
+                    self._say(why)
             if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
                 gathered = torch.bfloat16 if self.precision in ("bf16", "fp8") else None
                 self.dist.wrap(self.model, self.device, "fsdp", gathered)
@@ -525,7 +527,17 @@ class Trainer:
         self._captures = use_cuda_graphs(graphs, self.device, self.precision, self.optimizer)
         if self._captures:
             make_capturable(self.optimizer, self.device)
+        if compiled and options["compile"] == "auto" and tune_kernels(
+            self.model, self.device, self.epochs * self.steps_per_epoch,
+            captures=self._captures, distributed=self.dist is not None,
+        ):  # fmt: skip
+            mode = "coordinate-descent"
+            if self.verbose:
+                self._say("a long fit of a large conv net: compiling with Inductor's "
+                          "coordinate-descent tuning (minutes the first time, about half a "
+                          "minute from the cache after; compile=True skips it)")  # fmt: skip
         optimizer = self.optimizer
+        self.compile_mode = mode if compiled else None  # torch.compile's mode (kiln's names)
         self.compiles_behind = behind = compiled and use_background_compile(
             options["background_compile"], mode=mode, device=self.device, model=self.model,
             distributed=self.dist is not None, captures=self._captures,
@@ -607,6 +619,13 @@ class Trainer:
                 self._step_fn = behind.finish(raise_error)
         else:
             self._step_fn = behind.finish(raise_error)
+
+    def _say(self, message: str) -> None:
+        """A line on stderr about a choice kiln made, from the main process only."""
+        if self.dist is None or self.dist.is_main:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold]kiln.train[/]: {message}")
 
     def _require_objective(self, what: str) -> None:
         if self.objective is None:
