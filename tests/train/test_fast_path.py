@@ -423,8 +423,9 @@ def test_a_long_fit_compiles_with_coordinate_descent_tuning_and_says_so(monkeypa
         model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
         model.compile(optimizer="sgd", loss="cross_entropy", device="cpu", compile=option,
                       background_compile=False)  # fmt: skip
-        model.fit(torch.randn(40, 4), torch.randint(0, 2, (40,)), batch_size=8, epochs=3,
-                  verbose=1, track=False)  # fmt: skip
+        x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+        model.evaluate(x, y, verbose=0)  # the step is made by fit, which knows its length
+        model.fit(x, y, batch_size=8, epochs=3, verbose=1, track=False)
         expected = None if option is True else "coordinate-descent"
         assert model._trainer.compile_mode == expected, option
     assert asked == [(3 * 5, {"captures": False, "distributed": False})]  # "auto" only

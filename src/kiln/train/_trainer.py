@@ -220,6 +220,8 @@ class Trainer:
         self._batch_rows = batch_size
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self._setup(next(iter(loader.epoch(0))), targets)
+        if self._step_fn is None:  # here, not in an earlier evaluate(): the fit's length counts
+            self._step_fn = self._make_step()
         self._gather_step = self._make_gather_step(loader)
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
         self.stop_training = False
@@ -510,8 +512,6 @@ class Trainer:
             self._sums = torch.zeros(len(self.objective.names), 2, device=self.device)
             self._step_t = torch.zeros((), device=self.device)
             self._first_bad = torch.zeros((), device=self.device)
-        if self._step_fn is None:
-            self._step_fn = self._make_step()
 
     def _make_step(self) -> Any:
         """Pick the step: compiled or not, captured in CUDA graphs or not, compiled while the
