@@ -16,14 +16,15 @@ SCRIPT = textwrap.dedent("""
     from kiln import callbacks as C
     from kiln import layers as L
 
-    out, batch, epochs, strategy, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
-        sys.argv[4], sys.argv[5]
+    out, batch, epochs, strategy, resume, compile_option = sys.argv[1], int(sys.argv[2]), \\
+        int(sys.argv[3]), sys.argv[4], sys.argv[5], {"auto": "auto", "on": True}[sys.argv[6]]
     torch.manual_seed(0)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g)
     model = kiln.Sequential([kiln.Input((6,)), L.Dense(16, activation="relu"), L.Dense(3)])
-    model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], strategy=strategy)
+    model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], strategy=strategy,
+                  compile=compile_option)
     model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0,
               callbacks=[C.ModelCheckpoint(out + "-best.kiln", monitor="loss", save_last=True)],
               resume=None if resume == "-" else resume)
@@ -31,12 +32,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, name, procs, batch, epochs, strategy="auto", resume="-"):
+def _run(tmp_path, name, procs, batch, epochs, strategy="auto", resume="-", compile="auto"):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = str(tmp_path / name)
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
-    args = [str(script), out, str(batch), str(epochs), strategy, str(resume)]
+    args = [str(script), out, str(batch), str(epochs), strategy, str(resume), compile]
     cmd = [sys.executable, "-m", "kiln.cli", *launch, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -60,6 +61,13 @@ def test_fsdp_on_two_processes_matches_one_process_and_resumes_on_one(tmp_path):
     assert state.is_dir() and any(state.glob("*.distcp"))
     resumed, _ = _run(tmp_path, "resumed", 1, 16, 3, "auto", state)
     _close(straight, resumed)
+
+
+def test_fsdp_with_a_compiled_step_matches_one_process(tmp_path):
+    """A GPU's default: the step compiled (Dynamo traces through FSDP2's hooks), sharded."""
+    straight, _ = _run(tmp_path, "one", 1, 16, 3)
+    compiled, _ = _run(tmp_path, "fsdp", 2, 8, 3, "fsdp", compile="on")
+    _close(straight, compiled)
 
 
 UNITS_SCRIPT = textwrap.dedent("""
