@@ -179,7 +179,8 @@ _AUTOCAST_CALLS = ("torch.amp.autocast_mode._enter_autocast",
 
 
 def compile_step(fn: Callable[..., Any], mode: str | None) -> Callable[..., Any]:
-    """``torch.compile(fn, mode=mode)``, its mixed-precision graphs cacheable by AOTAutograd
+    """``torch.compile(fn)`` in a mode of ``COMPILE_MODES`` ("coordinate-descent" becomes
+    Inductor's option), its mixed-precision graphs cacheable by AOTAutograd
     (``_AUTOCAST_CALLS``; LeNet-5 in bf16 on the dev CPU: a warm fit() 3.1-3.2 s against
     3.7-3.8 s). The marking is process-wide, as Inductor's config is, and adds to what the
     user marked."""
