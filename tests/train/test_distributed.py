@@ -1,9 +1,12 @@
 """Distributed training on CPUs (gloo), as CI can run it: `kiln launch --gpus 2 script.py`."""
 
+import random
 import socket
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +58,37 @@ def _run(tmp_path, name, procs, batch, kill_rank=-1):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180), out
 
 
+def _free_port_outside_the_ephemeral_range():
+    """A free port below the kernel's ephemeral range: no other test's bind(0) or outgoing
+    connection can take it between this check and the launcher binding it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.Random().sample(range(10000, max(low, 10100)), 50):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _finish(processes, timeout):
+    """Each process's (exit code, stderr); on a hang, stop them all and report what they said."""
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for p in processes:
+            _, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((p.returncode, err))
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.terminate()  # torchrun stops its workers on SIGTERM
+        said = "\n".join(f"--- launcher {i}:\n{p.communicate(timeout=30)[1][-3000:]}"
+                         for i, p in enumerate(processes))  # fmt: skip
+        pytest.fail(f"the launchers did not finish within {timeout} s\n{said}")
+    return results
+
+
 def _assert_same_training(out1, out2):
     w1, w2 = load_file(out1 + ".kiln"), load_file(out2 + ".kiln")
     for key in w1:
@@ -75,9 +109,7 @@ def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_pa
 
     # the same script on two "hosts" (two launchers on this machine, one process each) that
     # meet at a rendezvous, as `kiln launch --nodes 2 --node-rank R --rdzv host:port` on each
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port_outside_the_ephemeral_range()
     hosts = []
     for rank in (0, 1):
         launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", str(rank),
@@ -85,9 +117,8 @@ def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_pa
         cmd, out_hosts = _command(tmp_path, "hosts", launch, 8)
         hosts.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))  # fmt: skip
-    results = [(p.wait(timeout=180), p.communicate()[1]) for p in hosts]
-    for code, err in results:
-        assert code == 0, err[-3000:]
+    for rank, (code, err) in enumerate(_finish(hosts, timeout=180)):
+        assert code == 0, f"node {rank}:\n{err[-3000:]}"
     _assert_same_training(out1, out_hosts)
 
 

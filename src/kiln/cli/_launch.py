@@ -28,7 +28,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", type=int, help="processes per host, one per GPU (default: all)")
     parser.add_argument("--nodes", type=int, default=1, help="number of hosts")
     parser.add_argument("--node-rank", type=int, default=0, help="this host's rank, 0..nodes-1")
-    parser.add_argument("--rdzv", help="host:port of the rendezvous (required with --nodes > 1)")
+    parser.add_argument(
+        "--rdzv",
+        help="host:port of node 0, where the rendezvous is held (required with --nodes > 1)",
+    )
 
 
 def launch(
@@ -53,10 +56,7 @@ def launch(
         print(
             f"kiln launch: no CUDA GPU here: running {gpus} CPU processes (gloo).", file=sys.stderr
         )
-    hosts = ["--standalone"] if nodes == 1 and not rdzv else [
-        f"--nnodes={nodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={rdzv}",
-    ]  # fmt: skip
+    hosts = ["--standalone"] if nodes == 1 and not rdzv else _rendezvous(nodes, node_rank, rdzv)
     try:
         torchrun([f"--nproc-per-node={gpus}", *hosts, *target])
     except ChildFailedError as e:
@@ -66,3 +66,18 @@ def launch(
         print(f"kiln launch: {failures}. The other processes were stopped.", file=sys.stderr)
         return 1
     return 0
+
+
+def _rendezvous(nodes: int, node_rank: int, rdzv: str | None) -> list[str]:
+    """torchrun's options for a c10d rendezvous that node 0 hosts.
+
+    Left to itself, torchrun decides who hosts the rendezvous store by matching the endpoint
+    against this machine's names: every launcher on the endpoint's machine tries to host, and
+    one whose name does not match (an alias, a NAT address) hosts nothing, so all wait. kiln
+    says it outright: node 0 hosts, the others connect, and a node 0 that cannot take the port
+    fails at once instead of joining whatever holds it.
+    """
+    return [
+        f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}",
+        f"--rdzv-conf=is_host={'true' if node_rank == 0 else 'false'}",
+    ]  # fmt: skip
