@@ -434,6 +434,32 @@ def test_a_long_fit_compiles_with_coordinate_descent_tuning_and_says_so(monkeypa
     assert capsys.readouterr().err.count("coordinate-descent tuning") == 1  # "auto" says why
 
 
+def test_a_longer_second_fit_is_tuned_when_the_first_was_too_short(monkeypatch):
+    """The choice is each fit's: a 1-epoch try-out then a long fit on the same model tunes the
+    long one (the step is made again), and a short fit after it keeps the tuned step."""
+    from kiln.train import _trainer
+
+    asked, compiled = [], []
+    monkeypatch.setattr(_trainer, "use_compile", lambda option, device: True)  # as on a GPU
+
+    def rule(model, device, steps, **kw):
+        asked.append(steps)
+        return steps >= 20
+
+    monkeypatch.setattr(_trainer, "tune_kernels", rule)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: compiled.append(kwargs) or fn)
+    model = kiln.Sequential([kiln.Input((4,)), L.Dense(2)])
+    model.compile(optimizer="sgd", loss="cross_entropy", device="cpu", background_compile=False)
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    modes = []
+    for epochs in (1, 2, 4, 1):  # 5, 10, 20 and 5 steps
+        model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, track=False)
+        modes.append(model._trainer.compile_mode)
+    assert modes == [None, None, "coordinate-descent", "coordinate-descent"]
+    assert asked == [5, 10, 20, 20]  # the last fit is not asked: its step is already tuned
+    assert compiled == [{"mode": None}, {"options": {"coordinate_descent_tuning": True}}]
+
+
 @gpu
 def test_auto_tunes_a_large_conv_nets_kernels_on_a_gpu_and_trains_as_untuned(monkeypatch):
     from kiln.train import _fast_path

@@ -220,7 +220,9 @@ class Trainer:
         self._batch_rows = batch_size
         self.epochs, self.steps_per_epoch, self.verbose = epochs, len(loader), verbose
         self._setup(next(iter(loader.epoch(0))), targets)
-        if self._step_fn is None:  # here, not in an earlier evaluate(): the fit's length counts
+        # made here, not in an earlier evaluate(): the fit's length counts; and made again when
+        # this fit is long enough to repay kernel tuning that a shorter one before it skipped
+        if self._step_fn is None or (self.compile_mode is None and self._repays_tuning()):
             self._step_fn = self._make_step()
         self._gather_step = self._make_gather_step(loader)
         self.global_batch = batch_size * (self.dist.world_size if self.dist else 1)
@@ -527,10 +529,7 @@ class Trainer:
         self._captures = use_cuda_graphs(graphs, self.device, self.precision, self.optimizer)
         if self._captures:
             make_capturable(self.optimizer, self.device)
-        if compiled and options["compile"] == "auto" and tune_kernels(
-            self.model, self.device, self.epochs * self.steps_per_epoch,
-            captures=self._captures, distributed=self.dist is not None,
-        ):  # fmt: skip
+        if compiled and self._repays_tuning():
             mode = "coordinate-descent"
             if self.verbose:
                 self._say("a long fit of a large conv net: compiling with Inductor's "
@@ -568,6 +567,18 @@ class Trainer:
         eager = new_step(later_shapes=False)
         ready = (lambda: eager.captured > 0) if isinstance(eager, CudaGraphStep) else (lambda: True)
         return CompileBehind(eager, partial(self._compile_on_copy, made, mode), switch, ready)
+
+    def _repays_tuning(self) -> bool:
+        """Does this fit's length repay Inductor's kernel tuning? Asked for ``compile="auto"``
+        only, once ``_captures`` is known (``_fast_path.tune_kernels`` has the rule)."""
+        return (
+            self._fast_options["compile"] == "auto"
+            and use_compile("auto", self.device)
+            and tune_kernels(
+                self.model, self.device, self.epochs * self.steps_per_epoch,
+                captures=self._captures, distributed=self.dist is not None,
+            )
+        )  # fmt: skip
 
     def _compile_on_copy(
         self, made: list[Any], mode: str | None, x: Any, y: Any, w: Tensor | None
