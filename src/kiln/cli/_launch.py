@@ -73,9 +73,10 @@ def _rendezvous(nodes: int, node_rank: int, rdzv: str | None) -> list[str]:
 
     Left to itself, torchrun decides who hosts the rendezvous store by matching the endpoint
     against this machine's names: every launcher on the endpoint's machine tries to host, and
-    one whose name does not match (an alias, a NAT address) hosts nothing, so all wait. kiln
-    says it outright: node 0 hosts, the others connect, and a node 0 that cannot take the port
-    fails at once instead of joining whatever holds it.
+    where the endpoint is a name no machine answers to (an alias, a NAT address) none hosts and
+    every launcher gives up after a minute. kiln says it outright: node 0 hosts, the others
+    connect, and a node 0 that cannot take the port fails at once instead of joining whatever
+    holds it.
     """
     return [
         f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}",
