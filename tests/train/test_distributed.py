@@ -55,7 +55,22 @@ def _command(tmp_path, name, launch, batch, kill_rank=-1):
 def _run(tmp_path, name, procs, batch, kill_rank=-1):
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
     cmd, out = _command(tmp_path, name, launch, batch, kill_rank)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180), out
+    for _ in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        if not _gloo_aborted_at_exit(done.stderr):
+            break
+    return done, out
+
+
+def _gloo_aborted_at_exit(stderr):
+    """torch's gloo backend, not kiln, can abort a rank as its interpreter exits: a gloo worker
+    thread, releasing a finished all-reduce, asks for the GIL once finalization has begun and
+    is ended inside a noexcept destructor. Two core dumps (2026-11-28) show it:
+    ProcessGroupGloo::runLoop -> ~AsyncAllreduceWork -> decref_pyobject -> take_gil ->
+    pthread_exit -> std::terminate, the main thread in Py_FinalizeEx's garbage collection.
+    About 1 launch in 135 on the loaded 2-core dev machine. Such a run is repeated once; any
+    other failure, or the same one twice, fails the test."""
+    return "terminate called without an active exception" in stderr and "with -6" in stderr
 
 
 def _free_port_outside_the_ephemeral_range():
@@ -109,17 +124,25 @@ def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_pa
 
     # the same script on two "hosts" (two launchers on this machine, one process each) that
     # meet at a rendezvous, as `kiln launch --nodes 2 --node-rank R --rdzv host:port` on each
+    for _ in range(2):
+        results, out_hosts = _two_hosts(tmp_path)
+        if not any(_gloo_aborted_at_exit(err) for _, err in results):
+            break
+    for rank, (code, err) in enumerate(results):
+        assert code == 0, f"node {rank}:\n{err[-3000:]}"
+    _assert_same_training(out1, out_hosts)
+
+
+def _two_hosts(tmp_path):
     port = _free_port_outside_the_ephemeral_range()
     hosts = []
     for rank in (0, 1):
         launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", str(rank),
                   "--rdzv", f"127.0.0.1:{port}"]  # fmt: skip
-        cmd, out_hosts = _command(tmp_path, "hosts", launch, 8)
+        cmd, out = _command(tmp_path, "hosts", launch, 8)
         hosts.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))  # fmt: skip
-    for rank, (code, err) in enumerate(_finish(hosts, timeout=180)):
-        assert code == 0, f"node {rank}:\n{err[-3000:]}"
-    _assert_same_training(out1, out_hosts)
+    return _finish(hosts, timeout=180), out
 
 
 def test_a_killed_rank_stops_all_ranks_with_a_clear_error(tmp_path):
