@@ -150,3 +150,17 @@ def test_a_killed_rank_stops_all_ranks_with_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "rank 1 exited with -9" in result.stderr
     assert "The other processes were stopped" in result.stderr
+
+
+def test_node_0_says_so_when_the_rendezvous_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", _free_port_outside_the_ephemeral_range()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", "0",
+                  "--rdzv", f"127.0.0.1:{port}"]  # fmt: skip
+        cmd, _ = _command(tmp_path, "taken", launch, 8)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"node 0 could not hold the rendezvous at 127.0.0.1:{port}" in done.stderr
+    assert "Pick another port" in done.stderr and "Traceback" not in done.stderr

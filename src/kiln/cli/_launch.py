@@ -40,6 +40,7 @@ def launch(
     """Run ``target`` (``[script, *args]`` or ``["--module", name, *args]``) under torchrun."""
     import torch
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous import RendezvousConnectionError
     from torch.distributed.run import main as torchrun
 
     gpus = gpus or max(1, torch.cuda.device_count())
@@ -64,6 +65,15 @@ def launch(
             f"rank {rank} exited with {failure.exitcode}" for rank, failure in e.failures.items()
         )
         print(f"kiln launch: {failures}. The other processes were stopped.", file=sys.stderr)
+        return 1
+    except RendezvousConnectionError as e:
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        if node_rank == 0:
+            hint = "is the port in use? Pick another port in --rdzv, the same on every host."
+        else:
+            hint = "is node 0 started, and can this host reach that address and port?"
+        print(f"kiln launch: node {node_rank} could not {'hold' if node_rank == 0 else 'reach'} "
+              f"the rendezvous at {rdzv}{cause}: {hint}", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
