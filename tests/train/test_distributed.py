@@ -55,11 +55,19 @@ def _command(tmp_path, name, launch, batch, kill_rank=-1):
 def _run(tmp_path, name, procs, batch, kill_rank=-1):
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
     cmd, out = _command(tmp_path, name, launch, batch, kill_rank)
-    for _ in range(2):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        if not _gloo_aborted_at_exit(done.stderr):
-            break
+    done = _once_more_after_a_gloo_abort(
+        lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=180),
+        lambda done: [done.stderr],
+    )
     return done, out
+
+
+def _once_more_after_a_gloo_abort(attempt, stderrs):
+    """``attempt()``, made again once if a process it ran hit ``_gloo_aborted_at_exit``."""
+    result = attempt()
+    if any(_gloo_aborted_at_exit(err) for err in stderrs(result)):
+        result = attempt()
+    return result
 
 
 def _gloo_aborted_at_exit(stderr):
@@ -124,10 +132,9 @@ def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_pa
 
     # the same script on two "hosts" (two launchers on this machine, one process each) that
     # meet at a rendezvous, as `kiln launch --nodes 2 --node-rank R --rdzv host:port` on each
-    for _ in range(2):
-        results, out_hosts = _two_hosts(tmp_path)
-        if not any(_gloo_aborted_at_exit(err) for _, err in results):
-            break
+    results, out_hosts = _once_more_after_a_gloo_abort(
+        lambda: _two_hosts(tmp_path), lambda done: [err for _, err in done[0]]
+    )
     for rank, (code, err) in enumerate(results):
         assert code == 0, f"node {rank}:\n{err[-3000:]}"
     _assert_same_training(out1, out_hosts)

@@ -67,13 +67,16 @@ def launch(
         print(f"kiln launch: {failures}. The other processes were stopped.", file=sys.stderr)
         return 1
     except RendezvousConnectionError as e:
+        if rdzv is None:  # one host's own rendezvous: nothing the user chose went wrong
+            raise
         cause = f" ({e.__cause__})" if e.__cause__ else ""
-        if node_rank == 0:
-            hint = "is the port in use? Pick another port in --rdzv, the same on every host."
-        else:
-            hint = "is node 0 started, and can this host reach that address and port?"
-        print(f"kiln launch: node {node_rank} could not {'hold' if node_rank == 0 else 'reach'} "
-              f"the rendezvous at {rdzv}{cause}: {hint}", file=sys.stderr)  # fmt: skip
+        failed, hint = (
+            ("hold", "is the port in use? Pick another port in --rdzv, the same on every host.")
+            if node_rank == 0
+            else ("reach", "is node 0 started, and can this host reach that address and port?")
+        )
+        print(f"kiln launch: node {node_rank} could not {failed} the rendezvous at {rdzv}{cause}: "
+              f"{hint}", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
