@@ -68,6 +68,7 @@ COMPETITORS: dict[str, dict[str, str]] = {
     },
     "resnet50": {
         "kiln": "kiln_runs:resnet50",
+        "kiln-long": "kiln_runs:resnet50_long",
         "kiln-autotune": "kiln_runs:resnet50_autotune",
         "kiln-cdt": "kiln_runs:resnet50_coordinate_descent",
         "kiln-bn-aten": "kiln_runs:resnet50_bn_aten",

@@ -24,6 +24,7 @@
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
 #   scripts/gpu_session.sh resnet_cdt # 1x H100: kiln's ResNet-50, coordinate-descent tuned
 #   scripts/gpu_session.sh resnet_cdt_warm # 1x H100: the same, cold, then warm beside the loop
+#   scripts/gpu_session.sh resnet_long # 1x H100: kiln's defaults on a long fit (tuned), beside the loop
 #   scripts/gpu_session.sh resnet_bn  # 1x H100: kiln's ResNet-50 with BatchNorm in ATen's kernels
 #   scripts/gpu_session.sh memory     # 1x H100: train_memory.py, peak memory per phase
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
@@ -297,6 +298,12 @@ resnet_cdt_warm)  # the same, cold and then from the cache it filled, beside kil
         --only kiln,kiln-cdt,torch-compile-bf16-cl --warm-cache --timeout 110 \
         --json "$OUT/resnet_cdt_warm.json"
     ;;
+resnet_long)  # kiln's defaults on a fit planned past 20,000 steps (so "auto" tunes kernels,
+    # cold cache), stopped after 3 epochs of 20 steps, beside the compile loop and a short fit
+    precompile
+    step resnet_long 560 python3 benchmarks/train_speed.py --workload resnet50 --epochs 3 \
+        --only kiln-long,torch-compile-bf16-cl,kiln --timeout 400 --json "$OUT/resnet_long.json"
+    ;;
 resnet_bn)  # kiln's ResNet-50 step with BatchNorm (or only its backward) left to ATen's CUDA
     # kernels instead of Inductor's decomposition, beside the compile loop
     precompile
@@ -353,7 +360,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
