@@ -1,5 +1,6 @@
 """Distributed training on CPUs (gloo), as CI can run it: `kiln launch --gpus 2 script.py`."""
 
+import os
 import random
 import socket
 import subprocess
@@ -38,8 +39,8 @@ SCRIPT = textwrap.dedent("""
     scores = model.evaluate(x, y, verbose=0)
     if int(os.environ.get("RANK", 0)) == 0:
         model.save(out + ".kiln")
-        torch.save({"history": history.history, "predictions": predictions, "evaluate": scores},
-                   out + ".pt")
+        torch.save({"history": history.history, "predictions": predictions, "evaluate": scores,
+                    "host": os.environ.get("TEST_HOST")}, out + ".pt")
 """)
 
 
@@ -138,18 +139,23 @@ def test_two_processes_and_two_hosts_match_one_with_the_same_global_batch(tmp_pa
     for rank, (code, err) in enumerate(results):
         assert code == 0, f"node {rank}:\n{err[-3000:]}"
     _assert_same_training(out1, out_hosts)
+    # rank 0 (it saved the results) ran on node 0, though node 1's launcher started first
+    assert torch.load(out_hosts + ".pt")["host"] == "node 0"
 
 
 def _two_hosts(tmp_path):
+    """Node 1's launcher first: torch's elastic rendezvous would rank the hosts by name, then
+    by process id, and make it rank 0."""
     port = _free_port_outside_the_ephemeral_range()
     hosts = []
-    for rank in (0, 1):
+    for rank in (1, 0):
         launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", str(rank),
                   "--rdzv", f"127.0.0.1:{port}"]  # fmt: skip
         cmd, out = _command(tmp_path, "hosts", launch, 8)
+        env = {**os.environ, "TEST_HOST": f"node {rank}"}
         hosts.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))  # fmt: skip
-    return _finish(hosts, timeout=180), out
+                                      text=True, env=env))  # fmt: skip
+    return _finish(hosts[::-1], timeout=180), out
 
 
 def test_a_killed_rank_stops_all_ranks_with_a_clear_error(tmp_path):
@@ -171,3 +177,20 @@ def test_node_0_says_so_when_the_rendezvous_port_is_taken(tmp_path):
     assert done.returncode == 1, done.stderr[-3000:]
     assert f"node 0 could not hold the rendezvous at 127.0.0.1:{port}" in done.stderr
     assert "Pick another port" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("node_rank", [0, 1])
+def test_a_host_left_alone_at_the_rendezvous_says_what_to_check(tmp_path, node_rank):
+    port = _free_port_outside_the_ephemeral_range()
+    launch = ["launch", "--gpus", "1", "--nodes", "2", "--node-rank", str(node_rank),
+              "--rdzv", f"127.0.0.1:{port}", "--rdzv-timeout", "2"]  # fmt: skip
+    cmd, _ = _command(tmp_path, "alone", launch, 8)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-3000:]
+    expected = ("node 0 waited 2 s at 127.0.0.1:{port} for the other nodes", "are they all started")
+    if node_rank == 1:
+        expected = ("node 1 could not reach the rendezvous at 127.0.0.1:{port}",
+                    "is node 0 started")  # fmt: skip
+    for text in expected:
+        assert text.format(port=port) in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr

@@ -32,22 +32,33 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--rdzv",
         help="host:port of node 0, where the rendezvous is held (required with --nodes > 1)",
     )
+    parser.add_argument(
+        "--rdzv-timeout", type=int, default=300, metavar="SECONDS",
+        help="how long node 0 waits for the other hosts, and they for node 0 (default: 300)",
+    )  # fmt: skip
 
 
 def launch(
-    target: list[str], gpus: int | None, nodes: int = 1, node_rank: int = 0, rdzv: str | None = None
+    target: list[str],
+    gpus: int | None,
+    nodes: int = 1,
+    node_rank: int = 0,
+    rdzv: str | None = None,
+    rdzv_timeout: int = 300,
 ) -> int:
-    """Run ``target`` (``[script, *args]`` or ``["--module", name, *args]``) under torchrun."""
+    """Run ``target`` (``[script, *args]`` or ``["--module", name, *args]``) under torchrun;
+    ``rdzv_timeout``: seconds the hosts wait for each other at the rendezvous."""
     import torch
+    from torch.distributed import DistNetworkError, DistStoreError
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous import RendezvousConnectionError
     from torch.distributed.run import main as torchrun
 
     gpus = gpus or max(1, torch.cuda.device_count())
-    if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes:
+    if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes or rdzv_timeout < 1:
         raise SystemExit(
-            f"kiln launch: need --gpus >= 1, --nodes >= 1 and 0 <= --node-rank < "
-            f"--nodes; received gpus={gpus}, nodes={nodes}, node_rank={node_rank}."
+            f"kiln launch: need --gpus >= 1, --nodes >= 1, 0 <= --node-rank < --nodes and "
+            f"--rdzv-timeout >= 1; received gpus={gpus}, nodes={nodes}, node_rank={node_rank}, "
+            f"rdzv_timeout={rdzv_timeout}."
         )
     if nodes > 1 and not rdzv:
         raise SystemExit(
@@ -57,7 +68,13 @@ def launch(
         print(
             f"kiln launch: no CUDA GPU here: running {gpus} CPU processes (gloo).", file=sys.stderr
         )
-    hosts = ["--standalone"] if nodes == 1 and not rdzv else _rendezvous(nodes, node_rank, rdzv)
+    if nodes == 1 and not rdzv:
+        hosts = ["--standalone"]
+    else:
+        hosts = _rendezvous(nodes, node_rank, rdzv, rdzv_timeout)
+        verb = "holding" if node_rank == 0 else "joining"
+        print(f"kiln launch: node {node_rank} of {nodes}, {verb} the rendezvous at {rdzv} "
+              f"(waiting up to {rdzv_timeout} s for every host)", file=sys.stderr)  # fmt: skip
     try:
         torchrun([f"--nproc-per-node={gpus}", *hosts, *target])
     except ChildFailedError as e:
@@ -66,32 +83,44 @@ def launch(
         )
         print(f"kiln launch: {failures}. The other processes were stopped.", file=sys.stderr)
         return 1
-    except RendezvousConnectionError as e:
+    except (DistNetworkError, DistStoreError) as e:
         if rdzv is None:  # one host's own rendezvous: nothing the user chose went wrong
             raise
-        cause = f" ({e.__cause__})" if e.__cause__ else ""
-        failed, hint = (
-            ("hold", "is the port in use? Pick another port in --rdzv, the same on every host.")
-            if node_rank == 0
-            else ("reach", "is node 0 started, and can this host reach that address and port?")
-        )
-        print(f"kiln launch: node {node_rank} could not {failed} the rendezvous at {rdzv}{cause}: "
-              f"{hint}", file=sys.stderr)  # fmt: skip
+        failure = _rendezvous_failure(e, nodes, node_rank, rdzv, rdzv_timeout)
+        print(f"kiln launch: {failure}", file=sys.stderr)
         return 1
     return 0
 
 
-def _rendezvous(nodes: int, node_rank: int, rdzv: str | None) -> list[str]:
-    """torchrun's options for a c10d rendezvous that node 0 hosts.
+def _rendezvous(nodes: int, node_rank: int, rdzv: str | None, timeout: int) -> list[str]:
+    """torchrun's options for a static rendezvous at node 0.
 
-    Left to itself, torchrun decides who hosts the rendezvous store by matching the endpoint
-    against this machine's names: every launcher on the endpoint's machine tries to host, and
-    where the endpoint is a name no machine answers to (an alias, a NAT address) none hosts and
-    every launcher gives up after a minute. kiln says it outright: node 0 hosts, the others
-    connect, and a node 0 that cannot take the port fails at once instead of joining whatever
-    holds it.
+    Node 0 holds the store at ``rdzv``, the other nodes connect to it, and each node's
+    processes take the ranks its ``--node-rank`` says (node 0's are ranks 0..gpus-1: rank 0,
+    which writes checkpoints and logs, is on node 0). torch's elastic (c10d) rendezvous would
+    guess who holds the store from host names and give ranks in host-name order whatever
+    ``--node-rank`` says; its one gain, nodes joining and leaving, kiln launch does not offer.
     """
     return [
-        f"--nnodes={nodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}",
-        f"--rdzv-conf=is_host={'true' if node_rank == 0 else 'false'}",
+        f"--nnodes={nodes}", f"--node-rank={node_rank}", "--rdzv-backend=static",
+        f"--rdzv-endpoint={rdzv}", f"--rdzv-conf=timeout={timeout}",
     ]  # fmt: skip
+
+
+def _rendezvous_failure(
+    error: Exception, nodes: int, node_rank: int, rdzv: str, timeout: int
+) -> str:
+    """What went wrong at the rendezvous, and what to do, from torch's store error: on node 0
+    a ``DistStoreError`` is the wait for the others running out, anything else the listening
+    socket failing; on the others, no store reached."""
+    from torch.distributed import DistStoreError
+
+    said = str(error).split(". ")[0]
+    if node_rank != 0:
+        return (f"node {node_rank} could not reach the rendezvous at {rdzv} ({said}): is node 0 "
+                "started, and can this host reach that address and port?")  # fmt: skip
+    if isinstance(error, DistStoreError):
+        return (f"node 0 waited {timeout} s at {rdzv} for the other nodes ({said}): "
+                f"are they all started with --nodes {nodes} and the same --rdzv?")  # fmt: skip
+    return (f"node 0 could not hold the rendezvous at {rdzv} ({said}): is the port in use? "
+            "Pick another port in --rdzv, the same on every host.")  # fmt: skip

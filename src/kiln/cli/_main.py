@@ -22,14 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command == "launch":
         return launch([args.script, *args.args, *extra], args.gpus, args.nodes, args.node_rank,
-                      args.rdzv)  # fmt: skip
+                      args.rdzv, args.rdzv_timeout)  # fmt: skip
     if args.command == "train":
         if args.gpus or args.nodes > 1:
             target = [args.target] if args.target.endswith(".py") else [
                 "--module", "kiln.cli", "train", args.target,
             ]  # fmt: skip
             rest = _without_launch_options(argv[argv.index(args.target) + 1 :])
-            return launch([*target, *rest], args.gpus, args.nodes, args.node_rank, args.rdzv)
+            return launch([*target, *rest], args.gpus, args.nodes, args.node_rank, args.rdzv,
+                          args.rdzv_timeout)  # fmt: skip
         return _train(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _without_launch_options(argv: list[str]) -> list[str]:
     """``argv`` less the launch options: the launched processes must not launch again."""
-    names = ("--gpus", "--nodes", "--node-rank", "--rdzv")
+    names = ("--gpus", "--nodes", "--node-rank", "--rdzv", "--rdzv-timeout")
     out, skip = [], False
     for arg in argv:
         if skip:
