@@ -30,6 +30,7 @@
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
 #   scripts/gpu_session.sh multi_fsdp # 4x/8x H100: the 1B transformer, FSDP2, 1 and 4 (or 8) GPUs
+#   scripts/gpu_session.sh fsdp_profile # 2x H100: kiln's FSDP step against FSDP2 by hand, profiled
 #   scripts/gpu_session.sh tune       # 1x H100: tune_cpu, then tune_gpu (latency: cuda, auto)
 #   scripts/gpu_session.sh tune_threads # 1x H100 host: Bayes latency on 1-16 CPU threads
 #   scripts/gpu_session.sh tune_lenet # 1x H100: early stopping on LeNet-5, 4 GPU workers
@@ -332,6 +333,12 @@ multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully shard
         --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 10 --epochs 3 \
         --kiln-variants "${FSDP_VARIANTS:-}"
     ;;
+fsdp_profile)  # 2x (or more) H100: where kiln's FSDP step of the 1B transformer goes, against
+    # FSDP2 by hand, compiled, eager and with each block compiled on its own (2 GPUs: kiln 110
+    # against 134 seq/s by hand, H200, 2026-11-28)
+    step fsdp_profile 500 python3 -m torch.distributed.run --standalone \
+        --nproc-per-node "${PROFILE_GPUS:-2}" scripts/fsdp_profile.py
+    ;;
 tune)
     KILN_GPU_PART=1 "$0" tune_cpu
     KILN_GPU_PART=1 "$0" tune_gpu
@@ -360,7 +367,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -109,9 +109,13 @@ def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch
 # What-if variants of kiln's DDP set-up, for measuring before changing kiln: dynamo's handling
 # of DDP (DDPOptimizer splits the compiled graph at gradient-bucket boundaries so all-reduces
 # overlap the backward; the alternatives trade that overlap for bigger fused graphs) and DDP's
-# own options, patched into the wrapper kiln builds.
+# own options, patched into the wrapper kiln builds. FSDP (the transformer): "blocks" shards
+# only the blocks as units of their own (the embeddings, final norm and head stay with the
+# root, as FSDP2 by hand does), "compiled-blocks" also compiles each block on its own before
+# sharding and not kiln's step (torchtitan's way: FSDP's hooks run outside compiled code).
+FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks"]
 VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100",
-            "no-compile"]  # fmt: skip
+            "no-compile", *FSDP_VARIANTS]  # fmt: skip
 
 
 def apply_variant(name: str) -> None:
@@ -131,6 +135,8 @@ def apply_variant(name: str) -> None:
         _distributed.DistributedDataParallel = functools.partial(ddp, static_graph=True)  # type: ignore[misc]
     elif name == "bucket-100":
         _distributed.DistributedDataParallel = functools.partial(ddp, bucket_cap_mb=100)  # type: ignore[misc]
+    elif name in FSDP_VARIANTS:
+        _distributed.fsdp_units = lambda root: list(root.blocks)
 
 
 def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
@@ -150,12 +156,17 @@ def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
             self.times.append(time.perf_counter() - self.start)  # logs were read: synced
 
     timer = Timer()
-    compile_option = False if args.variant == "no-compile" else "auto"
+    eager = ("no-compile", "no-compile-blocks", "compiled-blocks")
+    compile_option = False if args.variant in eager else "auto"
     if args.model == "transformer":  # any torch module, through kiln's Trainer, sharded
         torch.manual_seed(0)
         from kiln.train import Trainer
 
-        trainer = Trainer(Decoder(SIZES[args.size]), optimizer="adamw", lr=3e-4,
+        decoder = Decoder(SIZES[args.size])
+        if args.variant == "compiled-blocks":
+            for i, block in enumerate(decoder.blocks):
+                decoder.blocks[i] = torch.compile(block)
+        trainer = Trainer(decoder, optimizer="adamw", lr=3e-4,
                           loss=token_loss, log_every=10**9, strategy="fsdp",
                           compile=compile_option)  # fmt: skip
         trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0,
