@@ -328,9 +328,10 @@ multi)
         --kiln-variants "${MULTI_VARIANTS-no-optimize-ddp,static-graph,bucket-100}"
     ;;
 multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully sharded, kiln vs
-    # FSDP2 by hand; four runs of compile + 3 epochs of 10 steps of 8 sequences a GPU
+    # FSDP2 by hand; four runs of compile + 4 epochs of 20 steps of 8 sequences a GPU (3
+    # epochs of 10 moved kiln/raw by 5% between calls, 2026-11-28)
     step multi_fsdp 570 python3 benchmarks/multi_gpu.py --model transformer \
-        --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 10 --epochs 3 \
+        --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 20 --epochs 4 \
         --kiln-variants "${FSDP_VARIANTS:-}"
     ;;
 fsdp_profile)  # 2x (or more) H100: where kiln's FSDP step of the 1B transformer goes, against
