@@ -68,19 +68,24 @@ def raw_fsdp(
 ) -> list[float]:
     """The transformer's reference: FSDP2 by hand, each block a unit, bf16 parameters gathered
     and fp32 gradients reduced on GPUs (MixedPrecisionPolicy), fused AdamW, eager."""
+    torch.manual_seed(0)
+    model, opt = raw_fsdp_model(args.size, device)
+    return _timed_epochs(args, rank, world, device, x, y,
+                         lambda xb, yb: token_loss(model(xb), yb), opt)  # fmt: skip
+
+
+def raw_fsdp_model(size: str, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The transformer sharded by hand: each block a unit, the rest with the root."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     cuda = device.type == "cuda"
-    torch.manual_seed(0)
-    model = Decoder(SIZES[args.size]).to(device)
+    model = Decoder(SIZES[size]).to(device)
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if cuda else None,
                                   reduce_dtype=torch.float32)  # fmt: skip
     for block in model.blocks:
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=cuda)
-    return _timed_epochs(args, rank, world, device, x, y,
-                         lambda xb, yb: token_loss(model(xb), yb), opt)  # fmt: skip
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-4, fused=cuda)
 
 
 def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch.device, x, y,
