@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from kiln._version import __version__
+from kiln.cli import _cache as cache_commands
 from kiln.cli import _dashboard as dashboard_commands
 from kiln.cli import _deploy as deploy_commands
 from kiln.cli import _serve as serve_commands
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_commands.run(args)
     if args.command in deploy_commands.COMMANDS:
         return deploy_commands.run(args)
+    if args.command in cache_commands.COMMANDS:
+        return cache_commands.run(args)
     parser.print_help()
     return 0
 
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     dashboard_commands.add_parsers(sub)
     serve_commands.add_parsers(sub)
     deploy_commands.add_parsers(sub)
+    cache_commands.add_parsers(sub)
     zoo = sub.add_parser("zoo", help="the model zoo")
     zoo.add_argument("action", choices=["list"])
     return parser

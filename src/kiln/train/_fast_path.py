@@ -265,10 +265,18 @@ def to_channels_last(x: Any) -> Any:
     return x
 
 
+# where Inductor keeps compiled kernels unless TORCHINDUCTOR_CACHE_DIR says otherwise
+DEFAULT_COMPILE_CACHE = Path.home() / ".cache" / "kiln" / "torchinductor"
+
+
+def compile_cache_dir() -> Path:
+    """The folder of Inductor's compiled kernels for kiln's runs (``kiln cache`` shows it)."""
+    return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or DEFAULT_COMPILE_CACHE)
+
+
 def enable_compile_cache() -> None:
     """Keep Inductor's compiled kernels in ~/.cache/kiln, so a second run starts fast."""
-    default = Path.home() / ".cache" / "kiln" / "torchinductor"
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DEFAULT_COMPILE_CACHE))
 
 
 # Weights, gradients and Adam's two moments, per parameter, in the parameter's dtype (fp32: 16 B)
