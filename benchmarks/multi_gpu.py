@@ -65,13 +65,13 @@ def main() -> None:
         "--kiln-variants", default="",
         help="comma-separated what-if set-ups for kiln, run at the largest GPU count after "
         "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100 "
-        "(DDP); blocks, no-compile-blocks, compiled-blocks (FSDP); no-compile (any)",
+        "(DDP); blocks, no-compile-blocks, compiled-blocks, prefetch (FSDP); no-compile (any)",
     )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.gpus.split(",")]
     variants = [v for v in args.kiln_variants.split(",") if v]
     raw = "raw-fsdp" if args.model == "transformer" else "raw-ddp"
-    fsdp_variants = {"no-compile", "blocks", "no-compile-blocks", "compiled-blocks"}
+    fsdp_variants = {"no-compile", "blocks", "no-compile-blocks", "compiled-blocks", "prefetch"}
     if raw == "raw-fsdp" and set(variants) - fsdp_variants:
         parser.error(
             f"the transformer trains with FSDP: --kiln-variants of {sorted(fsdp_variants)}"

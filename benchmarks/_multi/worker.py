@@ -9,6 +9,7 @@ the timed epochs (all after the first) to ``--out`` as JSON.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -117,8 +118,10 @@ def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch
 # own options, patched into the wrapper kiln builds. FSDP (the transformer): "blocks" shards
 # only the blocks as units of their own (the embeddings, final norm and head stay with the
 # root, as FSDP2 by hand does), "compiled-blocks" also compiles each block on its own before
-# sharding and not kiln's step (torchtitan's way: FSDP's hooks run outside compiled code).
-FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks"]
+# sharding and not kiln's step (torchtitan's way: FSDP's hooks run outside compiled code),
+# "prefetch" has each block gather the next one's parameters as it starts (and the one before
+# in the backward) instead of leaving it to the next block's own start.
+FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks", "prefetch"]
 VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100",
             "no-compile", *FSDP_VARIANTS]  # fmt: skip
 
@@ -140,6 +143,18 @@ def apply_variant(name: str) -> None:
         _distributed.DistributedDataParallel = functools.partial(ddp, static_graph=True)  # type: ignore[misc]
     elif name == "bucket-100":
         _distributed.DistributedDataParallel = functools.partial(ddp, bucket_cap_mb=100)  # type: ignore[misc]
+    elif name == "prefetch":
+        wrap = _distributed.Distributed.wrap
+
+        def wrap_and_prefetch(self, model, device, strategy, param_dtype=None):  # type: ignore[no-untyped-def]
+            wrapped = wrap(self, model, device, strategy, param_dtype)
+            units = _distributed.fsdp_units(model)
+            for before, after in itertools.pairwise(units):
+                before.set_modules_to_forward_prefetch([after])
+                after.set_modules_to_backward_prefetch([before])
+            return wrapped
+
+        _distributed.Distributed.wrap = wrap_and_prefetch  # type: ignore[method-assign]
     elif name in FSDP_VARIANTS:
         _distributed.fsdp_units = lambda root: list(root.blocks)
 
