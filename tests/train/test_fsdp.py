@@ -142,3 +142,24 @@ def test_fsdp_shards_each_block_of_a_module_list_and_gathers_bf16(tmp_path):
     assert lines["kept"] == "['DTensor', 'DTensor', 'Parameter']"
     assert lines["close"] == "True"
     assert lines["grad"] == "torch.float32"
+
+
+def test_fsdp_units_are_the_listed_blocks_only_where_they_hold_most_weights():
+    from torch import nn
+
+    from kiln.train._distributed import fsdp_units
+
+    class Heads(nn.Module):  # small heads in a list, beside a large backbone
+        def __init__(self):
+            super().__init__()
+            self.heads = nn.ModuleList(nn.Linear(64, 2) for _ in range(3))
+
+    backbone = [nn.Linear(64, 64) for _ in range(3)]
+    heads = Heads()
+    net = nn.Sequential(*backbone, heads)
+    assert fsdp_units(net) == [*backbone, heads]  # each layer, as before lists were looked for
+
+    blocks = nn.ModuleList(nn.Linear(64, 64) for _ in range(3))
+    net = nn.Module()
+    net.embed, net.blocks, net.head = nn.Embedding(10, 64), blocks, nn.Linear(64, 10)
+    assert fsdp_units(net) == list(blocks)  # the blocks hold 12,480 of 13,770 weights

@@ -179,18 +179,21 @@ def load_sharded(
 
 
 def fsdp_units(model: nn.Module) -> list[nn.Module]:
-    """The modules FSDP2 shards one by one before the root, in forward order: the members of
-    the model's ModuleLists and ModuleDicts, found at any depth (a transformer's blocks,
-    gathered one at a time); in a model without such a list, its trainable children (the
-    layers of a Sequential). What no unit holds (embeddings, the final norm, the head) is
-    sharded with the root and gathered in one collective, as FSDP2 by hand does: as units of
-    their own they cost a collective each, way and back, and host time per step. A tiny
-    transformer on 2 CPU processes trained twice as fast without them; the 1B one on 2 H200s
-    ran within the calls' noise either way (133-142 sequences/s, 2026-11-28)."""
+    """The modules FSDP2 shards one by one before the root, in forward order.
+
+    Where the members of the model's ModuleLists and ModuleDicts (found at any depth) hold
+    most of its trainable weights, those: a transformer's blocks, gathered one at a time.
+    What no unit holds (embeddings, the final norm, the head) is sharded with the root and
+    gathered in one collective, as FSDP2 by hand does: as units of their own they cost a
+    collective each, way and back, and host time per step. A tiny transformer on 2 CPU
+    processes trained twice as fast without them; the 1B one on 2 H200s ran within the calls'
+    noise either way (133-142 sequences/s, 2026-11-28). Otherwise (a Sequential's layers, or
+    a list of small heads beside a large backbone) each trainable child, lists opened up.
+    """
     blocks = _listed(model)
-    if blocks:
+    if blocks and 2 * _weights(blocks) >= _weights([model]):
         return blocks
-    return [child for child in model.children() if _trainable(child)]
+    return _children(model)
 
 
 def _listed(module: nn.Module) -> list[nn.Module]:
@@ -201,6 +204,20 @@ def _listed(module: nn.Module) -> list[nn.Module]:
         else:
             units += _listed(child)
     return units
+
+
+def _children(module: nn.Module) -> list[nn.Module]:
+    units: list[nn.Module] = []
+    for child in module.children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            units += _children(child)
+        elif _trainable(child):
+            units.append(child)
+    return units
+
+
+def _weights(modules: list[nn.Module]) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
 
 
 def _trainable(module: nn.Module) -> bool:
