@@ -94,3 +94,22 @@ def test_train_zoo_model_on_two_processes(tmp_path):
     assert kiln.load_model(out)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     # each rank runs `python -m kiln.cli`: no "found in sys.modules" warning from runpy
     assert "RuntimeWarning" not in done.stderr, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--nodes", "2", "--node-rank", "2"],
+        ["--nodes", "2", "--rdzv-timeout", "0"],
+        ["--nodes", "2"],
+    ],
+)
+def test_launch_options_out_of_range_are_a_clear_exit(tmp_path, options):
+    script = tmp_path / "noop.py"
+    script.write_text("")
+    rdzv = [] if options == ["--nodes", "2"] else ["--rdzv", "127.0.0.1:1"]
+    with pytest.raises(SystemExit) as info:
+        main(["launch", "--gpus", "1", *options, *rdzv, str(script)])
+    said = str(info.value)
+    expected = "needs --rdzv host:port" if not rdzv else "--rdzv-timeout >= 1; received"
+    assert said.startswith("kiln launch:") and expected in said
