@@ -8,7 +8,11 @@ kiln's trainer reads that environment; the script itself does not change.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from typing import Any
 
 
@@ -53,6 +57,8 @@ def launch(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
+    from kiln.train._distributed import FINISHED_DIR_VARIABLE
+
     gpus = gpus or max(1, torch.cuda.device_count())
     if gpus < 1 or nodes < 1 or not 0 <= node_rank < nodes or rdzv_timeout < 1:
         raise SystemExit(
@@ -75,12 +81,20 @@ def launch(
         verb = "holding" if node_rank == 0 else "joining"
         print(f"kiln launch: node {node_rank} of {nodes}, {verb} the rendezvous at {rdzv} "
               f"(waiting up to {rdzv_timeout} s for every host)", file=sys.stderr)  # fmt: skip
+    finished = tempfile.mkdtemp(prefix="kiln-launch-")  # each rank says there it got to the end
+    os.environ[FINISHED_DIR_VARIABLE] = finished  # the processes torchrun starts inherit it
     try:
         torchrun([f"--nproc-per-node={gpus}", *hosts, *target])
     except ChildFailedError as e:
         failures = "; ".join(
             f"rank {rank} exited with {failure.exitcode}" for rank, failure in e.failures.items()
         )
+        if _aborted_after_finishing(e.failures, finished):
+            print(f"kiln launch: {failures}, after every one of them had finished its work and "
+                  "closed its process group: the run is complete. (torch's gloo backend can abort "
+                  "a process while Python exits: 'terminate called without an active "
+                  "exception'.)", file=sys.stderr)  # fmt: skip
+            return 0
         print(f"kiln launch: {failures}. The other processes were stopped.", file=sys.stderr)
         return 1
     except (DistNetworkError, DistStoreError) as e:
@@ -89,7 +103,19 @@ def launch(
         failure = _rendezvous_failure(e, nodes, node_rank, rdzv, rdzv_timeout)
         print(f"kiln launch: {failure}", file=sys.stderr)
         return 1
+    finally:
+        os.environ.pop(FINISHED_DIR_VARIABLE, None)
+        shutil.rmtree(finished, ignore_errors=True)
     return 0
+
+
+def _aborted_after_finishing(failures: dict[int, Any], folder: str) -> bool:
+    """Did the failed ranks all get to the end of their work (``finished_marker``), one of them
+    then aborting (SIGABRT) as its interpreter exited? Those left are stopped by torchrun."""
+    from kiln.train._distributed import finished_marker
+
+    aborted = any(failure.exitcode == -signal.SIGABRT for failure in failures.values())
+    return aborted and all(finished_marker(folder, rank).exists() for rank in failures)
 
 
 def _rendezvous(nodes: int, node_rank: int, rdzv: str | None, timeout: int) -> list[str]:

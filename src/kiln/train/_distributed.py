@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,17 +120,34 @@ _failed: list[bool] = []  # an uncaught exception ends this process: leave at on
 TEARDOWN_WAIT = timedelta(seconds=60)
 
 
+# ``kiln launch`` names a folder here; a rank that closed its group cleanly leaves a file in it
+FINISHED_DIR_VARIABLE = "KILN_LAUNCH_FINISHED_DIR"
+
+
 def _destroy() -> None:
     """Close the group at exit. On gloo, first wait (up to ``TEARDOWN_WAIT``) for every rank
     to get here: a rank that closed while another still worked (rank 0 saving the model, say)
     aborted about one run in three on 2 CPU processes ("terminate called without an active
-    exception"). A rank ending in an exception does not wait."""
+    exception"). A rank ending in an exception does not wait. A rank that gets to the end
+    says so to ``kiln launch`` (``finished_marker``): what can still fail after that is the
+    interpreter's own exit."""
     if not dist.is_initialized():
         return
+    rank = dist.get_rank()
     if not _failed and dist.get_backend() == "gloo":
         with contextlib.suppress(Exception):  # a rank that is gone: close anyway
             dist.monitored_barrier(timeout=TEARDOWN_WAIT)
     dist.destroy_process_group()
+    folder = os.environ.get(FINISHED_DIR_VARIABLE)
+    if folder and not _failed:
+        with contextlib.suppress(OSError):
+            finished_marker(folder, rank).touch()
+
+
+def finished_marker(folder: str, rank: int) -> Path:
+    """The file rank ``rank`` leaves in ``kiln launch``'s folder once its work is done and its
+    process group closed."""
+    return Path(folder) / f"rank-{rank}.finished"
 
 
 def _num_samples(data: Any) -> int:
