@@ -97,19 +97,17 @@ def test_train_zoo_model_on_two_processes(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "expected"),
     [
-        ["--nodes", "2", "--node-rank", "2"],
-        ["--nodes", "2", "--rdzv-timeout", "0"],
-        ["--nodes", "2"],
+        (["--nodes", "2", "--node-rank", "2", "--rdzv", "h:1"], "0 <= --node-rank < --nodes"),
+        (["--nodes", "2", "--rdzv", "h:1", "--rdzv-timeout", "0"], "received gpus=1, nodes=2"),
+        (["--nodes", "2"], "--nodes > 1 needs --rdzv host:port"),
+        (["--nodes", "2", "--rdzv", "node0"], "--rdzv takes host:port"),
     ],
 )
-def test_launch_options_out_of_range_are_a_clear_exit(tmp_path, options):
+def test_launch_options_out_of_range_are_a_clear_exit(tmp_path, options, expected):
     script = tmp_path / "noop.py"
     script.write_text("")
-    rdzv = [] if options == ["--nodes", "2"] else ["--rdzv", "127.0.0.1:1"]
     with pytest.raises(SystemExit) as info:
-        main(["launch", "--gpus", "1", *options, *rdzv, str(script)])
-    said = str(info.value)
-    expected = "needs --rdzv host:port" if not rdzv else "--rdzv-timeout >= 1; received"
-    assert said.startswith("kiln launch:") and expected in said
+        main(["launch", "--gpus", "1", *options, str(script)])
+    assert str(info.value).startswith("kiln launch:") and expected in str(info.value)

@@ -70,6 +70,12 @@ def launch(
         raise SystemExit(
             "kiln launch: --nodes > 1 needs --rdzv host:port (the same on every host)."
         )
+    host, _, port = (rdzv or "").rpartition(":")
+    if rdzv and not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise SystemExit(
+            "kiln launch: --rdzv takes host:port, node 0's address and a free port, the same on "
+            f"every host (e.g. node0:29500); received {rdzv!r}."
+        )
     if not torch.cuda.is_available():
         print(
             f"kiln launch: no CUDA GPU here: running {gpus} CPU processes (gloo).", file=sys.stderr
