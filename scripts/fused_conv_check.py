@@ -13,6 +13,14 @@ their summed GPU time:
 - kiln-pad4 / kiln-pad8 (only with --runs): kiln with the stem convolution's 3 input channels
   padded to 4 or 8 with zeros (an experiment: cuDNN's NHWC kernels favour such counts;
   2026-11-28, H200: no gain);
+- kiln-s2d (only with --runs): kiln with ``SpaceToDepthStem`` (``scripts/space_to_depth.py``)
+  before the fusion: the stem as a 4x4 stride-1 convolution on 16 channels (2026-11-28, H200:
+  the stem's kernel 13-16 -> 9 us, the replayed graph 1.5 us shorter, within noise);
+- kiln-noprologue (only with --runs): kiln with Inductor's prologue fusion off (2026-11-28,
+  H200: autotuned, the head still ran as one 42 us Triton template with the pool inside);
+- kiln-tuned (only with --runs): kiln with ``autotune="small"`` whatever ``--autotune`` says;
+- a run name may end in ``@N`` to run the same variant again (``kiln@2``): builds and timings
+  of one variant vary, and alternating them shows by how much;
 - kiln-no1x1 (only with --runs): the pass leaves 1x1 convolutions to Inductor, which under
   max-autotune (``--autotune small``) runs them as matrix products with fused epilogues
   (2026-11-28, H200: 0.426 ms at batch 1 against kiln's 0.376, 91 kernels against 60).
@@ -49,6 +57,9 @@ from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
 from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, graph_constant  # noqa: E402
 from kiln.deploy._precision import Precision  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from space_to_depth import SpaceToDepthStem  # noqa: E402
 
 
 class StemPad(Pass):
@@ -111,16 +122,59 @@ def kernels(fn: Any, x: torch.Tensor, top: int = 0) -> tuple[int, float]:
     return len(events), sum(times)
 
 
+def replay_gaps(fn: Any, x: torch.Tensor, top: int = 8) -> dict[str, float]:
+    """One call of a CUDA-graph runner profiled: the span from the first kernel's start to the
+    last one's end, the kernels' time, and the idle time between them (the ``top`` longest
+    gaps printed with the kernels around them)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn(x)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn(x)
+        torch.cuda.synchronize()
+    events = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA),
+                    key=lambda e: e.time_range.start)  # fmt: skip
+    if not events:
+        return {}
+    gaps = [(events[i + 1].time_range.start - events[i].time_range.end, i)
+            for i in range(len(events) - 1)]  # fmt: skip
+    for gap, i in sorted(gaps, reverse=True)[:top]:
+        after, before = events[i].name[:60], events[i + 1].name[:40]
+        print(f"  gap {gap:6.1f} us after #{i:3d} {after} -> {before}")
+    span = events[-1].time_range.end - events[0].time_range.start
+    busy = sum(e.time_range.end - e.time_range.start for e in events)
+    return {"span_us": round(span, 1), "busy_us": round(busy, 1), "idle_us": round(span - busy, 1),
+            "kernels": len(events)}  # fmt: skip
+
+
+def gpu_time(fn: Any, x: torch.Tensor, calls: int = 200) -> float:
+    """Median ms of one call on the GPU (CUDA events around it): the host's share left out,
+    steadier than the wall clock on a shared machine."""
+    times = []
+    for _ in range(calls):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(x)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
 @contextlib.contextmanager
 def kiln_passes(run: str) -> Iterator[None]:
     """kiln's passes as the ``run`` asks: "-pad<N>" adds ``StemPad(N)`` last; "-no1x1" leaves
-    1x1 convolutions out of ``FuseConvReLU``."""
+    1x1 convolutions out of ``FuseConvReLU``; "-s2d" puts ``SpaceToDepthStem`` before it."""
     original = optimize_module._passes
     pad = int(found.group(1)) if (found := re.search(r"-pad(\d+)", run)) else 0
 
     def passes(*args: Any) -> list[Pass]:
         chosen = [FuseConvReLU(one_by_one=False) if "-no1x1" in run and isinstance(p, FuseConvReLU)
                   else p for p in original(*args)]  # fmt: skip
+        if "-s2d" in run and not any(isinstance(p, SpaceToDepthStem) for p in chosen):
+            at = next(i for i, p in enumerate(chosen) if isinstance(p, FuseConvReLU))
+            chosen.insert(at, SpaceToDepthStem())
         return [*chosen, StemPad(pad)] if pad else chosen
 
     optimize_module._passes = passes  # type: ignore[assignment]
@@ -167,15 +221,17 @@ def main() -> None:
         try:
             if run.startswith("kiln"):
                 with kiln_passes(run):
+                    inductor = {"prologue_fusion": False} if "-noprologue" in run else None
+                    autotune = "small" if "-tuned" in run else args.autotune
                     engine = deploy.optimize(model, x[:2], batch_sizes=sizes, compile="jit",
-                                             autotune=args.autotune, fuse=run != "kiln-nofuse",
-                                             verbose=False)  # fmt: skip
+                                             autotune=autotune, fuse="-nofuse" not in run,
+                                             inductor=inductor, verbose=False)  # fmt: skip
                 fns = {s: engine.runners[s] for s in sizes}
                 plain = getattr(fns[sizes[0]], "source", None)
                 row["passes"] = [p["name"] for p in engine.info["passes"]]
             else:
                 candidate = module
-                if run == "eager-fused":
+                if run.split("@")[0] == "eager-fused":
                     fuse = FuseConvReLU()
                     candidate = fuse.apply(module)
                     row.update(fuse.describe())
@@ -190,24 +246,29 @@ def main() -> None:
                 p50 = times[len(times) // 2] * 1e3
                 mean = sum(times) / len(times)
                 row[str(s)] = {"p50_ms": round(p50, 4), "img_s": round(s / mean),
+                               "gpu_ms": round(gpu_time(fn, batch), 4),
                                "rel_err": float(f"{rel:.3g}")}  # fmt: skip
             if plain is not None:
                 count, busy = kernels(plain, x[: sizes[0]].contiguous(), args.top)
                 row["kernels"], row["kernel_ms"] = count, round(busy, 4)
+            row["replay"] = replay_gaps(fns[sizes[0]], x[: sizes[0]].contiguous())
+            print(f"  replayed graph, batch {sizes[0]}: {row['replay']}")
         except Exception as e:  # one variant's failure is a row, not the end of the run
             row["error"] = f"{type(e).__name__}: {str(e)[:400]}"
             traceback.print_exc()
         print(run, json.dumps(row), flush=True)
         if args.json:  # after each row: a crash in a later one keeps the earlier
             args.json.write_text(json.dumps(results, indent=1))
-    print(f"\n{'variant':16}" + "".join(f"{'b=' + str(s) + ' ms':>12}{'img/s':>9}" for s in sizes)
+    print(f"\n{'variant':16}" + "".join(f"{'b=' + str(s) + ' ms':>12}{'event ms':>9}{'img/s':>9}"
+                                         for s in sizes)
           + f"{'err':>9}{'kernels':>9}{'GPU ms':>9}")  # fmt: skip
     for run, row in results["rows"].items():
         if "error" in row:
             print(f"{run:16} {row['error'][:100]}")
             continue
-        cells = "".join(f"{row[str(s)]['p50_ms']:>12.4f}{row[str(s)]['img_s']:>9}"
-                        if str(s) in row else f"{'-':>12}{'-':>9}" for s in sizes)  # fmt: skip
+        cells = "".join(f"{row[str(s)]['p50_ms']:>12.4f}{row[str(s)]['gpu_ms']:>9.4f}"
+                        f"{row[str(s)]['img_s']:>9}"
+                        if str(s) in row else f"{'-':>12}{'-':>18}" for s in sizes)  # fmt: skip
         print(f"{run:16}{cells}{row[str(sizes[0])]['rel_err']:>9.2g}"
               f"{row.get('kernels', '-'):>9}{row.get('kernel_ms', '-'):>9}")  # fmt: skip
 

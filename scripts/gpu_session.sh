@@ -19,6 +19,7 @@
 #   scripts/gpu_session.sh first_step # 1x H100: LeNet-5's first step, cold and warm, by phase
 #   scripts/gpu_session.sh fused_conv # 1x H100: ResNet-50 with cuDNN's fused conv + ReLU calls
 #   scripts/gpu_session.sh fused_conv_b1 # 1x H100: batch 1 autotuned, 1x1 convs fused or as GEMMs
+#   scripts/gpu_session.sh b1_convs   # 1x H100: batch 1, each convolution's time and alternatives
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -242,6 +243,11 @@ fused_conv_b1)  # batch 1 max-autotuned: 1x1 convolutions as cuDNN's fused calls
     step fused_conv_b1 420 python3 scripts/fused_conv_check.py --sizes 1 --autotune small \
         --runs "${FUSED_B1_RUNS:-kiln,kiln-no1x1,kiln-nofuse}" --json "$OUT/fused_conv_b1.json"
     ;;
+b1_convs)  # batch 1 fp16, per convolution: cuDNN's fused call, plain cuDNN, cuBLASLt, the stem as
+    # space-to-depth, Inductor's autotuned GEMMs (scripts/b1_conv_times.py)
+    precompile
+    step b1_convs 420 python3 scripts/b1_conv_times.py --json "$OUT/b1_convs.json"
+    ;;
 fused_conv_limit0)  # the same with every cuDNN plan timed per convolution (benchmark_limit 0)
     precompile
     step fused_conv_limit0 420 python3 scripts/fused_conv_check.py --benchmark-limit 0 \
@@ -368,7 +374,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

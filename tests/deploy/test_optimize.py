@@ -24,6 +24,7 @@ def test_engine_outputs_match_the_original_model(request, model_name, precision,
     assert rel_error(out, model(x).detach()) <= tolerance
     info = engine.info
     assert info["precision"] == precision and info["compiled"] is False
+    assert info["autotune"] == "small"  # nothing fused on the CPU: the argument stands
     names = [p["name"] for p in info["passes"]]
     expected = ["capture", "fold_batchnorm"] + ([precision] if precision != "fp32" else [])
     assert names == [*expected, "eager"]
@@ -130,3 +131,12 @@ def test_a_model_returning_a_tuple_is_refused():
 
     with pytest.raises(TypeError, match=r"single tensor\. Received: tuple from Two"):
         deploy.optimize(Two(), torch.randn(2, 3), "fp32")
+
+
+def test_small_autotune_tunes_nothing_once_cudnn_runs_the_convolutions():
+    fused = [{"name": "capture"}, {"name": "fuse_conv_relu", "fused": 49, "with_add": 16}]
+    none_fused = [{"name": "capture"}, {"name": "fuse_conv_relu", "fused": 0, "with_add": 0}]
+    assert optimize_module.effective_autotune("small", fused) == "none"
+    assert optimize_module.effective_autotune("all", fused) == "all"  # asked for by name
+    assert optimize_module.effective_autotune("small", none_fused) == "small"
+    assert optimize_module.effective_autotune("small", [{"name": "capture"}]) == "small"
