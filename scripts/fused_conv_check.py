@@ -3,8 +3,11 @@
 ``kiln.deploy``'s ``FuseConvReLU`` pass runs each convolution with its bias, ReLU and residual add
 as one cuDNN call (``aten.cudnn_convolution_relu`` / ``cudnn_convolution_add_relu``) instead of
 a cuDNN convolution and an Inductor kernel for the rest. This script times, at each batch size,
-one CUDA graph per variant, and counts each variant's kernels in one call (outside a graph) with
-their summed GPU time:
+one CUDA graph per variant (wall clock and CUDA events), counts each variant's kernels in one call
+(outside a graph) with their summed GPU time, and profiles one replay of the first size's graph:
+its span on the GPU, kernels and idle time between them. That span was the steadiest of these
+numbers on a shared machine (two runs of one variant: within 1 us, where the wall clock moved
+by up to 50 us; H200, 2026-11-28). The variants:
 
 - kiln: ``kiln.deploy.optimize(..., compile="jit", autotune=--autotune)``, the pass on;
 - kiln-nofuse: the same with ``fuse=False``;
@@ -15,7 +18,8 @@ their summed GPU time:
   2026-11-28, H200: no gain);
 - kiln-s2d (only with --runs): kiln with ``SpaceToDepthStem`` (``scripts/space_to_depth.py``)
   before the fusion: the stem as a 4x4 stride-1 convolution on 16 channels (2026-11-28, H200:
-  the stem's kernel 13-16 -> 9 us, the replayed graph 1.5 us shorter, within noise);
+  the stem's kernel 13-16 -> 9 us, batch 1's graph 6.5 us shorter, batch 64/256 1.3-1.5%
+  slower);
 - kiln-noprologue (only with --runs): kiln with Inductor's prologue fusion off (2026-11-28,
   H200: autotuned, the head still ran as one 42 us Triton template with the pool inside);
 - kiln-tuned (only with --runs): kiln with ``autotune="small"`` whatever ``--autotune`` says;

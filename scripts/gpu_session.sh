@@ -50,8 +50,9 @@
 # beside the speed runs slowed Keras-JAX 3x and kiln's LeNet 1.6x. Put timings whose bars are
 # ratios (lenet, resnet, deploy, tune_gpu) alone or beside GPU-only work; memory, correctness
 # and tuning-quality parts share well.
-# The wheels the device image lacks travel in .whl/ (benchmarks/fetch_*_wheels.sh and pip
-# download; carry ".whl" in the device call). Without $OUT the results go to ./gpu_results.
+# The wheels the device image lacks travel in .whl/ (scripts/fetch_kiln_wheels.sh for kiln and its
+# tests, benchmarks/fetch_*_wheels.sh for the competitors; carry ".whl" in the device call).
+# Without $OUT the results go to ./gpu_results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_results}

@@ -1,7 +1,8 @@
 """A strided stem convolution on few channels as a stride-1 convolution on more (space-to-depth).
 
-An experiment, not a kiln pass: on ResNet-50 at batch 1 (H200, 2026-11-28) the stem's kernel went
-from 13-16 to 9 us, but the replayed graph only 1.5 us shorter, within what separates two builds.
+An experiment, not a kiln pass: on ResNet-50 (H200, 2026-11-28) the stem's kernel went from 13-16
+to 9 us and the batch-1 graph 6.5 us (1.7%) shorter, but batches of 64 and 256 ran 1.3-1.5%
+slower: the 16-channel 4x4 convolution does 1.7x the multiplications.
 ``fused_conv_check.py --runs kiln,kiln-s2d`` and ``b1_conv_times.py`` use it. Checked exact
 against the convolution it replaces (fp32, odd and even sizes and kernels): ``python
 scripts/space_to_depth.py``.
