@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-DEST=${DEST:-.whl}
+# shellcheck source=scripts/wheels.sh
+. "scripts/wheels.sh"
+
 # greenlet is optional for optuna, but without it GPSampler optimizes its acquisition one
 # start at a time (it warns), which would make its latency look worse than users see it
 PACKAGES=(optuna==5.0.0 alembic colorlog sqlalchemy tqdm PyYAML packaging Mako MarkupSafe
@@ -22,18 +23,4 @@ if [[ "${PLOTS:-1}" == 1 ]]; then
                six tzdata)
 fi
 
-mkdir -p "$DEST"
-for spec in "${PACKAGES[@]}"; do
-    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: \
-        --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-        --platform manylinux2014_x86_64 -d "$DEST" "$spec"
-done
-
-# What each wheel asks for, so a requirement the list above misses shows up here.
-for wheel in "$DEST"/*.whl; do
-    requires=$(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist' | grep -v 'extra ==' \
-        | sed 's/^Requires-Dist: //' | tr '\n' ' ' || true)
-    echo "$(basename "$wheel"): ${requires:-(no requirements)}"
-done
-echo "total: $(du -ch "$DEST"/*.whl | tail -1 | cut -f1) in $(ls "$DEST"/*.whl | wc -l) wheels"
+fetch_wheels "${PACKAGES[@]}"
