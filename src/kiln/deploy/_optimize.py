@@ -166,9 +166,9 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
 def effective_autotune(autotune: str, checks: list[dict[str, Any]]) -> str:
     """``autotune``, except that "small" tunes nothing once ``FuseConvReLU`` has put the
     convolutions in cuDNN's fused calls: max-autotune then sees little more than the classifier
-    head, and on ResNet-50 at batch 1 (H200, 2026-11-28) its autotuned builds replayed 5-7 us
-    slower than untuned ones, and in two of four builds chose a 42 us Triton kernel for the
-    fp32 head (cuBLAS: a few us; the two timed within 15% of each other while tuning). It also
+    head. On ResNet-50 at batch 1 (H200, 2026-11-28) its builds replayed 2-3 us slower than
+    untuned ones, and in two processes of three it chose a 42 us Triton kernel for the fp32
+    head, where cuBLAS takes a few (the tuner timed the two within 15% of each other). It also
     saves the build the minutes that tuning takes. "all" still tunes every size."""
     fused = any(c.get("name") == FuseConvReLU.name and c.get("fused", 0) > 0 for c in checks)
     return "none" if autotune == "small" and fused else autotune
