@@ -46,8 +46,8 @@ def run(competitor: str, n: int, args: argparse.Namespace, folder: Path) -> dict
               f"{done.returncode}: gloo tearing down?)", file=sys.stderr, flush=True)  # fmt: skip
     result = json.loads(out.read_text())
     # as it comes: a run cut short by a time limit still leaves what it measured
-    print(f"{competitor} on {n}: {result['img_s']:,.1f} samples/s, epochs {result['epoch_s']}",
-          flush=True)  # fmt: skip
+    print(f"{competitor} on {n}: {result['img_s']:,.1f} samples/s, peak {_peak(result)} GiB, "
+          f"epochs {result['epoch_s']}", flush=True)  # fmt: skip
     return result
 
 
@@ -65,13 +65,15 @@ def main() -> None:
         "--kiln-variants", default="",
         help="comma-separated what-if set-ups for kiln, run at the largest GPU count after "
         "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100 "
-        "(DDP); blocks, no-compile-blocks, compiled-blocks, prefetch (FSDP); no-compile (any)",
+        "(DDP); blocks, no-compile-blocks, compiled-blocks, prefetch, full-shard, bf16-reduce "
+        "(FSDP); no-compile (any)",
     )  # fmt: skip
     args = parser.parse_args()
     counts = [int(n) for n in args.gpus.split(",")]
     variants = [v for v in args.kiln_variants.split(",") if v]
     raw = "raw-fsdp" if args.model == "transformer" else "raw-ddp"
-    fsdp_variants = {"no-compile", "blocks", "no-compile-blocks", "compiled-blocks", "prefetch"}
+    fsdp_variants = {"no-compile", "blocks", "no-compile-blocks", "compiled-blocks", "prefetch",
+                     "full-shard", "bf16-reduce"}  # fmt: skip
     if raw == "raw-fsdp" and set(variants) - fsdp_variants:
         parser.error(
             f"the transformer trains with FSDP: --kiln-variants of {sorted(fsdp_variants)}"
@@ -88,9 +90,9 @@ def main() -> None:
     )
     print(
         f"| GPUs | {raw} {unit} | raw efficiency | kiln {unit} | kiln per GPU | kiln efficiency "
-        "| kiln / raw |"
+        "| kiln / raw | peak GiB (raw, kiln) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in counts:
         reference, kln = results[(raw, n)], results[("kiln", n)]
         print(
@@ -104,6 +106,7 @@ def main() -> None:
                     _num(kln, n),
                     _eff(results, "kiln", n),
                     _ratio(kln, reference),
+                    f"{_peak(reference)}, {_peak(kln)}",
                 ]
             )
             + " |"
@@ -114,7 +117,12 @@ def main() -> None:
         eff = f"{100 * r['img_s'] / (n * one['img_s']):.1f}%" if r and one else "-"
         ratio = _ratio(r, results[("kiln", n)])
         print(f"kiln:{v} on {n}: {_num(r)} img/s, {_num(r, n)} per GPU, efficiency {eff} "
-              f"(against kiln's default on 1), {ratio}x the default")  # fmt: skip
+              f"(against kiln's default on 1), {ratio}x the default, "
+              f"peak {_peak(r)} GiB")  # fmt: skip
+
+
+def _peak(r: dict | None) -> str:
+    return f"{r.get('peak_gib', 0):.1f}" if r else "-"
 
 
 def _num(r: dict | None, per: int = 1) -> str:

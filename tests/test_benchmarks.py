@@ -71,8 +71,11 @@ def test_multi_gpu_benchmark_runs_on_two_cpu_processes():
 def test_multi_gpu_transformer_trains_fully_sharded_on_two_cpu_processes():
     """The FSDP2 scaling benchmark's path (issue: 8 GPUs, a 1B transformer) at a tiny size."""
     out = _multi_gpu_on_two_cpu_processes("--model", "transformer", "--size", "tiny",
-                                          "--batch-size", "4", "--steps", "3")  # fmt: skip
+                                          "--batch-size", "4", "--steps", "3", "--kiln-variants",
+                                          "full-shard,prefetch")  # fmt: skip
     assert "| GPUs | raw-fsdp seq/s |" in out, out
+    for variant in ("full-shard", "prefetch"):  # each patches kiln's set-up: still in step
+        assert re.search(rf"kiln:{variant} on 2: [\d,]+ img/s", out), out
 
 
 def test_serve_http_smoke_run_reports_throughput_and_latency(tmp_path):

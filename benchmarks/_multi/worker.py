@@ -120,8 +120,12 @@ def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch
 # root, as FSDP2 by hand does), "compiled-blocks" also compiles each block on its own before
 # sharding and not kiln's step (torchtitan's way: FSDP's hooks run outside compiled code),
 # "prefetch" has each block gather the next one's parameters as it starts (and the one before
-# in the backward) instead of leaving it to the next block's own start.
-FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks", "prefetch"]
+# in the backward) instead of leaving it to the next block's own start; "full-shard" frees
+# each unit's gathered parameters after its forward (reshard_after_forward=True: a second
+# all-gather in the backward, the least memory; kiln keeps them where they fit); "bf16-reduce"
+# reduces gradients in bf16 instead of fp32 (half the bytes).
+FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks", "prefetch", "full-shard",
+                 "bf16-reduce"]  # fmt: skip
 VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100",
             "no-compile", *FSDP_VARIANTS]  # fmt: skip
 
@@ -146,8 +150,8 @@ def apply_variant(name: str) -> None:
     elif name == "prefetch":
         wrap = _distributed.Distributed.wrap
 
-        def wrap_and_prefetch(self, model, device, strategy, param_dtype=None):  # type: ignore[no-untyped-def]
-            wrapped = wrap(self, model, device, strategy, param_dtype)
+        def wrap_and_prefetch(self, model, *args, **kwargs):  # type: ignore[no-untyped-def]
+            wrapped = wrap(self, model, *args, **kwargs)
             units = _distributed.fsdp_units(model)
             for before, after in itertools.pairwise(units):
                 before.set_modules_to_forward_prefetch([after])
@@ -155,6 +159,17 @@ def apply_variant(name: str) -> None:
             return wrapped
 
         _distributed.Distributed.wrap = wrap_and_prefetch  # type: ignore[method-assign]
+    elif name == "bf16-reduce":
+        import torch.distributed.fsdp as fsdp
+
+        policy = fsdp.MixedPrecisionPolicy
+
+        def bf16_policy(**kwargs):  # type: ignore[no-untyped-def]
+            return policy(**{**kwargs, "reduce_dtype": kwargs.get("param_dtype")})
+
+        fsdp.MixedPrecisionPolicy = bf16_policy  # type: ignore[misc,assignment]
+    elif name == "full-shard":
+        pass  # a Trainer option (kiln_fit)
     elif name in FSDP_VARIANTS:
         _distributed.fsdp_units = lambda root: list(root.blocks)
 
@@ -188,7 +203,8 @@ def kiln_fit(args: argparse.Namespace, x, y) -> list[float]:
                 decoder.blocks[i] = torch.compile(block)
         trainer = Trainer(decoder, optimizer="adamw", lr=3e-4,
                           loss=token_loss, log_every=10**9, strategy="fsdp",
-                          compile=compile_option)  # fmt: skip
+                          compile=compile_option,
+                          reshard_after_forward=args.variant == "full-shard" or "auto")  # fmt: skip
         trainer.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0,
                     callbacks=[timer])  # fmt: skip
         return timer.times
@@ -234,6 +250,7 @@ def main() -> None:
         images = args.batch_size * world * args.steps
         result = {"img_s": images / steady, "epoch_s": times, "world": world,
                   "device": torch.cuda.get_device_name() if cuda else "CPU",
+                  "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0.0,
                   "torch": torch.__version__}  # fmt: skip
         Path(args.out).write_text(json.dumps(result))
     dist.barrier()  # every rank done with its collectives before any tears the group down

@@ -289,6 +289,23 @@ def test_auto_strategy_shards_a_model_whose_training_state_would_crowd_one_gpu()
     assert auto_strategy(model, None)[0] == "ddp"  # CPUs (gloo): no memory to crowd
 
 
+def test_fsdp_keeps_gathered_weights_where_the_shards_and_gathered_copy_fit_half_a_gpu():
+    from kiln.train._fast_path import keep_gathered
+
+    model = torch.nn.Linear(1000, 1000)  # 1,001,000 fp32 weights
+    state, gathered_bf16 = 16 * 1_001_000, 2 * 1_001_000
+    held = state / 4 + gathered_bf16  # on 4 GPUs: a quarter of the state, the whole bf16 copy
+    keep, why = keep_gathered(model, int(2 * held), 4, 2)
+    assert keep and "reshard_after_forward=True" in why  # exactly half of the GPU: kept
+    keep, why = keep_gathered(model, int(2 * held) - 1, 4, 2)
+    assert not keep and "more than half" in why
+    assert not keep_gathered(model, int(2 * held), 4, None)[0]  # fp32 gathered: twice the bytes
+    assert keep_gathered(model, int(2 * held), 8, 2)[0]  # more GPUs: smaller shards
+    assert not keep_gathered(model, None, 4, 2)[0]  # CPUs: full sharding
+    with pytest.raises(ValueError, match="reshard_after_forward must be 'auto', True or False"):
+        Trainer(model, loss="mse", device="cpu", reshard_after_forward="never")
+
+
 def test_compile_takes_a_mode_and_refuses_modes_that_capture_graphs_of_their_own(monkeypatch):
     from kiln.train import _fast_path
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,13 +19,14 @@ SCRIPT = textwrap.dedent("""
 
     out, batch, epochs, strategy, resume, compile_option = sys.argv[1], int(sys.argv[2]), \\
         int(sys.argv[3]), sys.argv[4], sys.argv[5], {"auto": "auto", "on": True}[sys.argv[6]]
+    reshard = {"auto": "auto", "no": False}[sys.argv[7]]
     torch.manual_seed(0)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(96, 6, generator=g), torch.randint(0, 3, (96,), generator=g)
     model = kiln.Sequential([kiln.Input((6,)), L.Dense(16, activation="relu"), L.Dense(3)])
     model.compile(optimizer="adam", loss="cross_entropy", metrics=["accuracy"], strategy=strategy,
-                  compile=compile_option)
+                  compile=compile_option, reshard_after_forward=reshard)
     model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0,
               callbacks=[C.ModelCheckpoint(out + "-best.kiln", monitor="loss", save_last=True)],
               resume=None if resume == "-" else resume)
@@ -32,12 +34,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, name, procs, batch, epochs, strategy="auto", resume="-", compile="auto"):
+def _run(tmp_path, name, procs, batch, epochs, strategy="auto", resume="-", compile="auto",
+         reshard="auto"):  # fmt: skip
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     out = str(tmp_path / name)
     launch = ["launch", "--gpus", str(procs)] if procs > 1 else ["train"]
-    args = [str(script), out, str(batch), str(epochs), strategy, str(resume), compile]
+    args = [str(script), out, str(batch), str(epochs), strategy, str(resume), compile, reshard]
     cmd = [sys.executable, "-m", "kiln.cli", *launch, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,6 +71,14 @@ def test_fsdp_with_a_compiled_step_matches_one_process(tmp_path):
     straight, _ = _run(tmp_path, "one", 1, 16, 3)
     compiled, _ = _run(tmp_path, "fsdp", 2, 8, 3, "fsdp", compile="on")
     _close(straight, compiled)
+
+
+def test_fsdp_keeping_gathered_weights_until_the_backward_matches_one_process(tmp_path):
+    """reshard_after_forward=False: one all-gather per unit a step (kiln's choice on GPUs
+    where the gathered weights fit), the same training."""
+    straight, _ = _run(tmp_path, "one", 1, 16, 3)
+    kept, _ = _run(tmp_path, "fsdp", 2, 8, 3, "fsdp", reshard="no")
+    _close(straight, kept)
 
 
 UNITS_SCRIPT = textwrap.dedent("""
@@ -108,7 +119,8 @@ UNITS_SCRIPT = textwrap.dedent("""
     reference = net(tokens)
     seen = []
     net.blocks[1].fc.register_forward_pre_hook(lambda m, a: seen.append(m.weight.dtype))
-    Distributed(0, 1, 0).wrap(net, torch.device("cpu"), "fsdp", torch.bfloat16)
+    Distributed(0, 1, 0).wrap(net, torch.device("cpu"), "fsdp", torch.bfloat16,
+                              keep_gathered=os.environ["KEEP"] == "1")
     print("sharded", sorted(n for n, m in net.named_modules() if isinstance(m, FSDPModule)))
     out = net(tokens)
     print("gathered", seen[-1], "output", out.dtype)
@@ -121,17 +133,18 @@ UNITS_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_fsdp_shards_each_block_of_a_module_list_and_gathers_bf16(tmp_path):
+@pytest.mark.parametrize("keep", [False, True])
+def test_fsdp_shards_each_block_of_a_module_list_and_gathers_bf16(tmp_path, keep):
     """A transformer's blocks live in a ModuleList: each is its own FSDP unit (gathered one at
     a time; the embedding and head stay with the root), the last block stays gathered after
-    the forward for the backward to start with, and bf16 training gathers bf16 parameters
-    while gradients and shards stay fp32."""
+    the forward for the backward to start with (every block with ``keep_gathered``), and bf16
+    training gathers bf16 parameters while gradients and shards stay fp32."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = tmp_path / "units.py"
     script.write_text(UNITS_SCRIPT)
-    env = {**os.environ, "PORT": str(port)}
+    env = {**os.environ, "PORT": str(port), "KEEP": str(int(keep))}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120, env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -139,7 +152,8 @@ def test_fsdp_shards_each_block_of_a_module_list_and_gathers_bf16(tmp_path):
     assert lines["units"] == "['blocks.0', 'blocks.1', 'blocks.2']"  # the rest: with the root
     assert lines["sharded"] == "['', 'blocks.0', 'blocks.1', 'blocks.2']"
     assert lines["gathered"] == "torch.bfloat16 output torch.bfloat16"
-    assert lines["kept"] == "['DTensor', 'DTensor', 'Parameter']"
+    kept = ["Parameter"] * 3 if keep else ["DTensor", "DTensor", "Parameter"]
+    assert lines["kept"] == str(kept)
     assert lines["close"] == "True"
     assert lines["grad"] == "torch.float32"
 

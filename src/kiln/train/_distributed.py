@@ -39,13 +39,14 @@ class Distributed:
 
     def wrap(
         self, model: nn.Module, device: torch.device, strategy: str,
-        param_dtype: torch.dtype | None = None,
+        param_dtype: torch.dtype | None = None, keep_gathered: bool = False,
     ) -> nn.Module:  # fmt: skip
         """DDP: a wrapper around the model. FSDP2: the model itself, each of ``fsdp_units``
         sharded in place, then the root (one all-gather per unit in forward and backward,
         parameters become DTensors). With ``param_dtype`` (bf16 training) FSDP gathers the
         parameters in that type, half the bytes of fp32, and reduces gradients in fp32; the
-        shards and the optimizer stay fp32."""
+        shards and the optimizer stay fp32. ``keep_gathered``: every unit keeps its gathered
+        parameters until its backward (one all-gather per unit a step, not two)."""
         if strategy == "fsdp":
             from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -56,9 +57,10 @@ class Distributed:
             )
             units = fsdp_units(model)
             for i, unit in enumerate(units):
-                # the last unit's parameters stay gathered after its forward: the backward
-                # starts with them (as torchtitan does)
-                fully_shard(unit, mp_policy=policy, reshard_after_forward=i < len(units) - 1)
+                # the last unit's parameters stay gathered after its forward in any case: the
+                # backward starts with them (as torchtitan does)
+                reshard = not keep_gathered and i < len(units) - 1
+                fully_shard(unit, mp_policy=policy, reshard_after_forward=reshard)
             fully_shard(model, mp_policy=policy)
             return model
         ids = [device.index] if device.type == "cuda" else None

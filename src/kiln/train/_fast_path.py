@@ -298,3 +298,32 @@ def auto_strategy(model: nn.Module, gpu_bytes: int | None) -> tuple[str, str]:
         f"more than half of one GPU's {gpu_bytes / gb:.0f} GB: sharding them with FSDP "
         f'(strategy="fsdp"; pass strategy="ddp" to keep a whole copy on each GPU)'
     )
+
+
+def keep_gathered(
+    model: nn.Module, gpu_bytes: int | None, world_size: int, gathered_size: int | None
+) -> tuple[bool, str]:
+    """Under FSDP, whether each unit keeps its gathered parameters from its forward to its
+    backward (``reshard_after_forward=False``: one all-gather per unit a step instead of two,
+    the memory of ZeRO-2) rather than freeing them after the forward. Kept when a GPU's share of
+    the training state plus every gathered parameter (``gathered_size`` bytes each, the
+    parameters' own when None) fits in the share of the GPU that DDP's whole state may take.
+    A 1B transformer on 4 H200s ran at 94% of one GPU's speed per GPU kept, 79-90% freed
+    (BENCHMARKS.md). Never on CPUs (no memory to weigh: full sharding, the least memory). Returns the choice and why, in words."""
+    if gpu_bytes is None:
+        return False, "on CPUs FSDP frees each unit's gathered parameters after its forward"
+    params = list(model.parameters())
+    state = _TRAINING_COPIES * sum(p.numel() * p.element_size() for p in params)
+    gathered = sum(p.numel() * (gathered_size or p.element_size()) for p in params)
+    held, gb = state / world_size + gathered, 1024**3
+    if held <= _DDP_SHARE * gpu_bytes:
+        return True, (
+            f"FSDP keeps each block's gathered weights from its forward to its backward "
+            f"({gathered / gb:.1f} GB a GPU): one all-gather per block a step instead of two "
+            f"(pass reshard_after_forward=True for the least memory)"
+        )
+    return False, (
+        f"FSDP frees each block's gathered weights after its forward: with them kept, "
+        f"{held / gb:.1f} GB of training state would take more than half of one GPU's "
+        f"{gpu_bytes / gb:.0f} GB"
+    )

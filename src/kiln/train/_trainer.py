@@ -38,6 +38,7 @@ from kiln.train._fast_path import (
     auto_strategy,
     compile_mode,
     compile_step,
+    keep_gathered,
     make_capturable,
     scoped_settings,
     to_channels_last,
@@ -86,7 +87,9 @@ class Trainer:
     longer waits for the compile. fit() returns once the compile is done.
     Started by ``kiln launch`` (torchrun), ``strategy`` "auto" trains with DDP, or with FSDP
     when the model's weights, gradients and optimizer state would take more than half of one
-    GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose.
+    GPU (``_fast_path.auto_strategy``); "ddp" or "fsdp" choose. Under FSDP,
+    ``reshard_after_forward`` "auto" keeps each block's gathered weights until its backward
+    where they fit (``_fast_path.keep_gathered``); True frees them after the forward.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Trainer:
         gather_in_graph: bool = False,
         background_compile: bool | str = "auto",
         strategy: str = "auto",
+        reshard_after_forward: bool | str = "auto",
         **optimizer_options: Any,
     ) -> None:
         self.model = model
@@ -134,8 +138,11 @@ class Trainer:
             raise ValueError(f"strategy must be 'auto', 'ddp' or 'fsdp'; received {strategy!r}.")
         self._strategy_option = strategy
         self.strategy = "ddp" if strategy == "auto" else strategy  # "auto" decides in _setup
+        self._reshard = reshard_after_forward  # "auto" decides in _setup, under FSDP
+        self.keeps_gathered = False  # whether FSDP keeps gathered weights until the backward
         for name, value in (("cudnn_benchmark", cudnn_benchmark),
-                            ("background_compile", background_compile)):  # fmt: skip
+                            ("background_compile", background_compile),
+                            ("reshard_after_forward", reshard_after_forward)):  # fmt: skip
             if value not in ("auto", True, False):
                 raise ValueError(f"{name} must be 'auto', True or False; received {value!r}.")
         self._cudnn_benchmark = cudnn_benchmark  # "auto" decides in _setup, by the model
@@ -490,15 +497,23 @@ class Trainer:
             )
             if self.channels_last:
                 self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            cuda = self.device.type == "cuda"
+            gpu = torch.cuda.get_device_properties(self.device).total_memory if cuda else None
             if self.dist and self._strategy_option == "auto":
-                cuda = self.device.type == "cuda"
-                gpu = torch.cuda.get_device_properties(self.device).total_memory if cuda else None
                 self.strategy, why = auto_strategy(self.model, gpu)
                 if self.strategy == "fsdp":
                     self._say(why)
             if self.dist and self.strategy == "fsdp":  # sharded in place: before the optimizer
                 gathered = torch.bfloat16 if self.precision in ("bf16", "fp8") else None
-                self.dist.wrap(self.model, self.device, "fsdp", gathered)
+                self.keeps_gathered = self._reshard is False
+                if self._reshard == "auto":
+                    size = gathered.itemsize if gathered else None
+                    self.keeps_gathered, why = keep_gathered(
+                        self.model, gpu, self.dist.world_size, size
+                    )
+                    if cuda:
+                        self._say(why)
+                self.dist.wrap(self.model, self.device, "fsdp", gathered, self.keeps_gathered)
             self.optimizer = make_optimizer(optimizer, self.model, lr, self.device, **options)
             if self.dist and self.strategy == "ddp":
                 self._train_model = self.dist.wrap(self.model, self.device, "ddp")
