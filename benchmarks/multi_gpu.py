@@ -64,7 +64,8 @@ def main() -> None:
     parser.add_argument(
         "--kiln-variants", default="",
         help="comma-separated what-if set-ups for kiln, run at the largest GPU count after "
-        "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100 "
+        "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100, "
+        "bf16-grads "
         "(DDP); blocks, no-compile-blocks, compiled-blocks, prefetch, full-shard, bf16-reduce "
         "(FSDP); no-compile (any)",
     )  # fmt: skip
