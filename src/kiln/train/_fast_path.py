@@ -309,7 +309,8 @@ def keep_gathered(
     the training state plus every gathered parameter (``gathered_size`` bytes each, the
     parameters' own when None) fits in the share of the GPU that DDP's whole state may take.
     A 1B transformer on 4 H200s ran at 94% of one GPU's speed per GPU kept, 79-90% freed
-    (BENCHMARKS.md). Never on CPUs (no memory to weigh: full sharding, the least memory). Returns the choice and why, in words."""
+    (BENCHMARKS.md). Never on CPUs (no memory to weigh: full sharding, the least memory).
+    Returns the choice and why, in words."""
     if gpu_bytes is None:
         return False, "on CPUs FSDP frees each unit's gathered parameters after its forward"
     params = list(model.parameters())
