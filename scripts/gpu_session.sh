@@ -31,6 +31,7 @@
 #   scripts/gpu_session.sh multi      # 4x H100: multi_gpu.py ResNet-50 1/4 GPUs and what-if DDP
 #                                     # variants for kiln at 4
 #   scripts/gpu_session.sh multi_fsdp # 4x/8x H100: the 1B transformer, FSDP2, 1 and 4 (or 8) GPUs
+#   scripts/gpu_session.sh issue8     # 8x H100: multi_resnet and multi_fsdp at 1 and 8 GPUs
 #   scripts/gpu_session.sh fsdp_profile # 2x H100: kiln's FSDP step against FSDP2 by hand, profiled
 #   scripts/gpu_session.sh tune       # 1x H100: tune_cpu, then tune_gpu (latency: cuda, auto)
 #   scripts/gpu_session.sh tune_threads # 1x H100 host: Bayes latency on 1-16 CPU threads
@@ -341,6 +342,15 @@ multi_fsdp)  # 4x (or 8x: FSDP_GPUS=1,8) H100: the 1.04B transformer fully shard
         --gpus "${FSDP_GPUS:-1,4}" --batch-size 8 --steps 20 --epochs 4 \
         --kiln-variants "${FSDP_VARIANTS:-}"
     ;;
+issue8)  # 8x H100/H200, the 8-GPU issue in one call: ResNet-50 DDP and the 1B transformer
+    # (FSDP, kiln's default and full-shard), each at 1 and 8 GPUs beside raw PyTorch. On 4
+    # H200s (2026-11-28) the two parts took 227 and 274 s: close to one call's 600. Each run's
+    # line is printed as it ends; if a part is cut short, run it alone: MULTI_GPUS=1,8
+    # MULTI_VARIANTS= ... multi, or FSDP_GPUS=1,8 FSDP_VARIANTS=full-shard ... multi_fsdp.
+    step multi_resnet 270 python3 benchmarks/multi_gpu.py --model resnet50 --gpus 1,8
+    step multi_fsdp 300 python3 benchmarks/multi_gpu.py --model transformer --gpus 1,8 \
+        --batch-size 8 --steps 20 --epochs 4 --kiln-variants full-shard
+    ;;
 fsdp_profile)  # 2x (or more) H100: where kiln's FSDP step of the 1B transformer goes, against
     # FSDP2 by hand, compiled, eager and with each block compiled on its own (2 GPUs: kiln 110
     # against 134 seq/s by hand, H200, 2026-11-28)
@@ -375,7 +385,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
