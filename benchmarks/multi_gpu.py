@@ -65,7 +65,7 @@ def main() -> None:
         "--kiln-variants", default="",
         help="comma-separated what-if set-ups for kiln, run at the largest GPU count after "
         "the main table's runs: no-optimize-ddp, python-reducer, static-graph, bucket-100, "
-        "bf16-grads "
+        "bf16-grads, no-broadcast-buffers "
         "(DDP); blocks, no-compile-blocks, compiled-blocks, prefetch, full-shard, bf16-reduce "
         "(FSDP); no-compile (any)",
     )  # fmt: skip

@@ -127,7 +127,7 @@ def _timed_epochs(args: argparse.Namespace, rank: int, world: int, device: torch
 FSDP_VARIANTS = ["blocks", "no-compile-blocks", "compiled-blocks", "prefetch", "full-shard",
                  "bf16-reduce"]  # fmt: skip
 VARIANTS = ["default", "no-optimize-ddp", "python-reducer", "static-graph", "bucket-100",
-            "bf16-grads", "no-compile", *FSDP_VARIANTS]  # fmt: skip
+            "bf16-grads", "no-broadcast-buffers", "no-compile", *FSDP_VARIANTS]  # fmt: skip
 
 
 def apply_variant(name: str) -> None:
@@ -147,6 +147,8 @@ def apply_variant(name: str) -> None:
         _distributed.DistributedDataParallel = functools.partial(ddp, static_graph=True)  # type: ignore[misc]
     elif name == "bucket-100":
         _distributed.DistributedDataParallel = functools.partial(ddp, bucket_cap_mb=100)  # type: ignore[misc]
+    elif name == "no-broadcast-buffers":  # no broadcast of rank 0's BatchNorm buffers a step
+        _distributed.DistributedDataParallel = functools.partial(ddp, broadcast_buffers=False)  # type: ignore[misc]
     elif name == "bf16-grads":  # DDP's gradients all-reduced in bf16 (half the bytes)
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
