@@ -151,3 +151,86 @@ def test_fp8_runs_where_torchao_supports_the_card_and_says_why_not_elsewhere():
     assert fp8["quantized"]  # at least one linear runs in float8
     with torch.no_grad():
         assert rel_error(engine(x), model(x)) <= 0.1
+
+
+class _WideBlock(torch.nn.Module):
+    """A ResNet bottleneck wide enough for the Triton kernel (64-channel multiples), with a
+    strided 3x3 and a 1x1 shortcut convolution when ``stride`` is 2."""
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+
+        def conv_bn(a: int, b: int, k: int, s: int = 1) -> torch.nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, k, s, k // 2, bias=False), nn.BatchNorm2d(b))
+
+        self.a, self.b = conv_bn(cin, width, 1), conv_bn(width, width, 3, stride)
+        self.c = conv_bn(width, 4 * width, 1)
+        self.shortcut = conv_bn(cin, 4 * width, 1, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+        return torch.relu(y + self.shortcut(x))
+
+
+def _wide_net() -> torch.nn.Module:
+    from .conftest import randomize_batchnorm
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), _WideBlock(64, 64, 1),
+                          _WideBlock(256, 128, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(512, 10))  # fmt: skip
+    return randomize_batchnorm(model).eval().cuda()
+
+
+@pytest.mark.skipif(find_spec("triton") is None, reason="needs Triton")
+def test_triton_convolutions_match_cudnn_at_batch_1_eager_and_in_packages(tmp_path):
+    """Every convolution the kernel supports, forced onto it (``margin`` infinite): eager at
+    batch 1 (Triton) and 2 (cuDNN), and in AOTInductor packages built in worker processes."""
+    from kiln.deploy._aoti import inductor_options, load_package
+    from kiln.deploy._builds import build_packages
+    from kiln.deploy._capture import capture
+    from kiln.deploy._conv_b1 import TritonConv
+    from kiln.deploy._fold import FoldBatchNorm
+    from kiln.deploy._fuse_conv import FuseConvReLU
+    from kiln.deploy._passes import ChannelsLast
+    from kiln.deploy._precision import Precision
+
+    model = _wide_net()
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    module = capture(model, x).module()
+    for p in (FoldBatchNorm(), Precision(torch.float16), ChannelsLast(), FuseConvReLU()):
+        module = p.apply(module)
+    triton_pass = TritonConv(margin=float("inf"))
+    replaced = triton_pass.apply(module)
+    # the stem (3 input channels) stays cuDNN's; the 8 others run the kernel at batch 1
+    assert (triton_pass.replaced, triton_pass.convolutions) == (8, 8), triton_pass.describe()
+    with torch.no_grad():
+        reference = model(x)
+        for size in (1, 2):
+            out = replaced(x[:size])
+            assert rel_error(out, module(x[:size])) <= 2e-3
+            assert rel_error(out, reference[:size]) <= 5e-3
+        again = replaced(x[:1])  # the split-K counters are back at zero after each call
+        torch.testing.assert_close(again, replaced(x[:1]), rtol=0, atol=0)
+    options = {s: inductor_options(torch.device("cuda"), s, "none") for s in (1, 2)}
+    paths = build_packages(replaced, {1: x[:1], 2: x}, options, tmp_path, jobs=2)
+    for size, path in paths.items():
+        run = load_package(path, torch.device("cuda"))
+        with torch.no_grad():
+            assert rel_error(run(x[:size]), reference[:size]) <= 5e-3
+            assert rel_error(run(x[:size]), run(x[:size])) == 0
+
+
+@pytest.mark.skipif(find_spec("triton") is None, reason="needs Triton")
+def test_optimize_times_the_triton_convolutions_and_keeps_its_checks():
+    model = _wide_net()
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    engine = deploy.optimize(model, x, "fp16", (1, 2), compile="jit", autotune="none",
+                             fuse="triton")  # fmt: skip
+    entry = next(p for p in engine.info["passes"] if p["name"] == "triton_conv")
+    assert entry["convolutions"] == 8 and 0 <= entry["replaced"] <= 8, entry
+    with deploy._check.strict_fp32(), torch.no_grad():
+        reference = model(x)
+    for size in (1, 2):
+        assert rel_error(engine(x[:size]), reference[:size]) <= 5e-3

@@ -116,6 +116,8 @@ def test_unknown_precision_wrong_sizes_and_fp8_on_cpu_are_clear_errors(mlp, conv
         deploy.optimize(conv_net, images, "fp32", image={"std": [1, 2]})
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) images. Received: .* shape \(2, 6\)"):
         deploy.optimize(mlp, x, "fp32", image={})
+    with pytest.raises(ValueError, match=r"True, False or 'triton' .* Received: fuse='cudnn'"):
+        deploy.optimize(mlp, x, "fp32", fuse="cudnn")
 
 
 def test_engine_refuses_a_wrong_shape(mlp):

@@ -66,6 +66,9 @@ def build_package(
 
 def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
+    from kiln.deploy._fuse_conv import register_operators
+
+    register_operators()  # a package calls what Inductor could not compile in through these
     # the loader's default device_index (-1): the current device, set here
     with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
         return _package_runner(path)

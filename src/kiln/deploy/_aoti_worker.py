@@ -11,12 +11,12 @@ import sys
 import torch
 
 from kiln.deploy._check import strict_fp32
-from kiln.deploy._fuse_conv import register_shapes
+from kiln.deploy._fuse_conv import register_operators
 
 
 def main(argv: list[str]) -> int:
     program_path, options, package = argv
-    register_shapes()  # programs with cuDNN's fused convolution calls trace through these
+    register_operators()  # programs with cuDNN's fused calls or kiln's Triton ones load with them
     program = torch.export.load(program_path)
     with strict_fp32(), torch.no_grad():  # fp32 programs compile without TF32, as in-process
         torch._inductor.aoti_compile_and_package(

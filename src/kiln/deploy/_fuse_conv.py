@@ -22,6 +22,7 @@ them and calls them through torch's dispatcher from the package (its "proxy exec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -205,6 +206,14 @@ def register_shapes() -> None:
             continue
         library.impl(name, kernel, "Meta")
     _registered.append(library)  # a Library unregisters its kernels when collected
+
+
+def register_operators() -> None:
+    """What a program or package built by ``optimize`` may call: the Meta kernels above, and
+    ``kiln::conv2d_b1`` (``kiln.deploy._conv_b1``) where Triton is installed."""
+    register_shapes()
+    with contextlib.suppress(ImportError):  # no Triton: no program here uses the operator
+        import kiln.deploy._conv_b1  # noqa: F401  (registers the operator)
 
 
 def _relu_shape(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

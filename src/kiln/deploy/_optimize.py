@@ -75,7 +75,7 @@ def optimize(
     autotune: str = "small",
     tolerance: float | None = None,
     fold: bool = True,
-    fuse: bool = True,
+    fuse: bool | str = True,
     cuda_graphs: bool = True,
     jobs: int | None = None,
     inductor: dict[str, Any] | None = None,
@@ -101,7 +101,12 @@ def optimize(
     then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
     ``fuse``: on CUDA in fp16/bf16/fp8, each convolution with its bias, ReLU and residual
     add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
-    run it). ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
+    run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, each
+    convolution that kiln's split-K Triton kernel runs faster at batch 1 (timed here, layer by
+    layer) runs so at that size (``TritonConv``; ResNet-50 on an H200: 39 of 52 replaced, 57
+    us less by the layers' timings, but the engine's batch-1 latency unchanged, 0.374 against
+    0.377 ms, 2026-11-28, so not the default).
+    ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
     ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
     each pass with its error, each package build, the runners) with its seconds to stderr
     (default: when compiling, which takes minutes). Whatever it is, ``engine.info["timings"]``
@@ -321,6 +326,9 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
         passes.append(ChannelsLast())
         if options["fuse"] and precision != "fp32" and torch.backends.cudnn.is_available():
             passes.append(FuseConvReLU())
+            triton_conv = _triton_conv() if options["fuse"] == "triton" else None
+            if 1 in options["batch_sizes"] and triton_conv is not None:
+                passes.append(triton_conv)
     if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
         passes.append(Float8Linear())
     if options["image"] is not None:
@@ -334,6 +342,16 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
     return passes
 
 
+def _triton_conv() -> Pass | None:
+    """``TritonConv`` (batch-1 convolutions as Triton kernels where they beat cuDNN), or None
+    where Triton is not installed."""
+    try:
+        from kiln.deploy._conv_b1 import TritonConv
+    except ImportError:
+        return None
+    return TritonConv()
+
+
 def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
     entry = {k: (float(f"{v:.4g}") if isinstance(v, float) else v)
              for k, v in result.as_dict().items()}  # fmt: skip
@@ -342,7 +360,7 @@ def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
 
 def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] | None,
              compile: bool | str | None, autotune: str, tolerance: float | None,
-             fold: bool, fuse: bool) -> dict[str, Any]:  # fmt: skip
+             fold: bool, fuse: bool | str) -> dict[str, Any]:  # fmt: skip
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
                          f"Received: precision={precision!r}.")  # fmt: skip
@@ -355,6 +373,9 @@ def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] |
                          f"Received: autotune={autotune!r}.")  # fmt: skip
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"tolerance must be > 0. Received: tolerance={tolerance!r}.")
+    if fuse not in (True, False, "triton"):
+        raise ValueError(f"fuse must be True, False or 'triton' (cuDNN's fused calls and, at "
+                         f"batch 1, kiln's Triton kernels). Received: fuse={fuse!r}.")  # fmt: skip
     if compile not in (None, True, False, "jit"):
         raise ValueError(f"compile must be True, False, 'jit' or None (CUDA: True, CPU: False). "
                          f"Received: compile={compile!r}.")  # fmt: skip
