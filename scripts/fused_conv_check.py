@@ -22,6 +22,8 @@ by up to 50 us; H200, 2026-11-28). The variants:
   slower);
 - kiln-noprologue (only with --runs): kiln with Inductor's prologue fusion off (2026-11-28,
   H200: autotuned, the head still ran as one 42 us Triton template with the pool inside);
+- kiln-triton (only with --runs): kiln with ``fuse="triton"``: at batch 1, kiln's split-K
+  Triton convolutions where they time faster than cuDNN's calls (``TritonConv``);
 - kiln-tuned (only with --runs): kiln with ``autotune="small"`` whatever ``--autotune`` says;
 - a run name may end in ``@N`` to run the same variant again (``kiln@2``): builds and timings
   of one variant vary, and alternating them shows by how much;
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--autotune", default="none", choices=["none", "small", "all"],
                         help="the kiln rows' (small: max-autotune for batch 1)")  # fmt: skip
+    parser.add_argument("--aot", action="store_true",
+                        help="the kiln rows as AOTInductor packages (default: compiled in "
+                             "process, compile='jit')")  # fmt: skip
     parser.add_argument("--json", type=Path)
     parser.add_argument("--top", type=int, default=12, help="slowest kernels to list per row")
     parser.add_argument("--benchmark-limit", type=int, default=None,
@@ -227,8 +232,10 @@ def main() -> None:
                 with kiln_passes(run):
                     inductor = {"prologue_fusion": False} if "-noprologue" in run else None
                     autotune = "small" if "-tuned" in run else args.autotune
-                    engine = deploy.optimize(model, x[:2], batch_sizes=sizes, compile="jit",
-                                             autotune=autotune, fuse="-nofuse" not in run,
+                    fuse = "triton" if "-triton" in run else "-nofuse" not in run
+                    engine = deploy.optimize(model, x[:2], batch_sizes=sizes,
+                                             compile=True if args.aot else "jit",
+                                             autotune=autotune, fuse=fuse,
                                              inductor=inductor, verbose=False)  # fmt: skip
                 fns = {s: engine.runners[s] for s in sizes}
                 plain = getattr(fns[sizes[0]], "source", None)

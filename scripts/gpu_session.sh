@@ -20,6 +20,8 @@
 #   scripts/gpu_session.sh fused_conv # 1x H100: ResNet-50 with cuDNN's fused conv + ReLU calls
 #   scripts/gpu_session.sh fused_conv_b1 # 1x H100: batch 1 autotuned, 1x1 convs fused or as GEMMs
 #   scripts/gpu_session.sh b1_convs   # 1x H100: batch 1, each convolution's time and alternatives
+#   scripts/gpu_session.sh b1_triton  # 1x H100: batch 1, cuDNN against split-K Triton convolutions
+#   scripts/gpu_session.sh deploy_b1_triton # 1x H100: batch 1, kiln with and without them
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -177,6 +179,25 @@ deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a
     step inference_b1 540 python3 benchmarks/inference.py --batch-sizes 1 --autotune small \
         --only kiln-fp16,compile-reduce-overhead,eager-fp32 --out "$OUT/inference_b1.json"
     ;;
+deploy_b1_triton)  # batch 1 with kiln's Triton convolutions (fuse="triton") and without them
+    # (the default), side by side, beside reduce-overhead and eager fp32
+    step inference_b1_triton 560 python3 benchmarks/inference.py --batch-sizes 1 \
+        --autotune small --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
+        --out "$OUT/inference_b1_triton.json"
+    ;;
+b1_triton_profile)  # batch 1: kiln with and without its Triton convolutions, in process and as
+    # AOTInductor packages, each replayed graph profiled (kernels, gaps): where the layers'
+    # 57 us went in the package (2026-11-28: 0.374 against 0.377 ms)
+    precompile
+    step b1_triton_jit 280 python3 scripts/fused_conv_check.py --sizes 1 \
+        --runs kiln,kiln-triton --json "$OUT/b1_triton_jit.json"
+    step b1_triton_aot 300 python3 scripts/fused_conv_check.py --sizes 1 --aot \
+        --runs kiln,kiln-triton --json "$OUT/b1_triton_aot.json"
+    ;;
+b1_triton_check)  # ResNet-50 batch 1 with TritonConv: eager, torch.compile, AOTInductor, with
+    # and without split-K (scripts/b1_triton_check.py)
+    step b1_triton_check 560 python3 scripts/b1_triton_check.py
+    ;;
 deploy_jit)  # kiln rows compiled in process (no AOTInductor packages: torch's loader crashed)
     step inference_jit 480 python3 benchmarks/inference.py --compile jit \
         --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
@@ -249,6 +270,12 @@ b1_convs)  # batch 1 fp16, per convolution: cuDNN's fused call, plain cuDNN, cuB
     # space-to-depth, Inductor's autotuned GEMMs (scripts/b1_conv_times.py)
     precompile
     step b1_convs 420 python3 scripts/b1_conv_times.py --json "$OUT/b1_convs.json"
+    ;;
+b1_triton)  # batch 1 fp16, per convolution: cuDNN's fused call against split-K Triton kernels, and
+    # the whole graph with the faster of each (scripts/b1_triton_conv.py)
+    precompile
+    step b1_triton 540 python3 scripts/b1_triton_conv.py --budget "${B1_TRITON_BUDGET:-330}" \
+        --json "$OUT/b1_triton.json"
     ;;
 fused_conv_limit0)  # the same with every cuDNN plan timed per convolution (benchmark_limit 0)
     precompile
@@ -385,7 +412,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_triton|b1_triton_check|b1_triton_profile|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
