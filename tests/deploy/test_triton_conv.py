@@ -170,3 +170,21 @@ def test_split_k_convolutions_get_disjoint_counters_from_one_zeroed_tensor(repor
         assert op["offset"] == used, found["ops"]
         used += op["tiles"] if op["split"] > 1 else 0
     assert found["counters"] == [used]
+
+
+def test_only_packages_that_call_the_operator_make_their_loader_import_triton(tmp_path):
+    """A package names its extern calls in ``data/aotinductor/<model>/*.json``; the loader
+    imports kiln's Triton operator (and Triton) only for packages that name it."""
+    import zipfile
+
+    from kiln.deploy._aoti import _calls
+
+    calls = {"with": '{"target": "kiln::conv2d_b1"}', "without": '{"target": "aten::conv"}'}
+    for name, text in calls.items():
+        with zipfile.ZipFile(tmp_path / f"{name}.pt2", "w") as archive:
+            archive.writestr("b1/data/aotinductor/model/abc.wrapper.json", text)
+            archive.writestr("b1/data/weights/kiln::conv2d_b1", "not an extern call")
+    assert _calls(tmp_path / "with.pt2", b'"kiln::conv2d_b1"')
+    assert not _calls(tmp_path / "without.pt2", b'"kiln::conv2d_b1"')
+    (tmp_path / "broken.pt2").write_text("not a zip archive")
+    assert not _calls(tmp_path / "broken.pt2", b'"kiln::conv2d_b1"')

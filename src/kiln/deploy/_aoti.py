@@ -66,9 +66,14 @@ def build_package(
 
 def load_package(path: Path, device: torch.device) -> Runner:
     """A runner for the package at ``path`` on ``device`` (single-threaded: CUDA-graph safe)."""
-    from kiln.deploy._fuse_conv import register_operators
+    from kiln.deploy._fuse_conv import register_operators, register_shapes
 
-    register_operators()  # a package calls what Inductor could not compile in through these
+    # a package calls the operators Inductor could not compile in through torch's dispatcher;
+    # kiln's Triton one only where the package does (importing Triton costs a cold start)
+    if _calls(path, b'"kiln::conv2d_b1"'):
+        register_operators()
+    else:
+        register_shapes()
     # the loader's default device_index (-1): the current device, set here
     with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
         return _package_runner(path)
@@ -91,6 +96,16 @@ def _package_runner(path: Path) -> Runner:
     if boxed is None:  # older runtimes: the pytree-flattening __call__
         return lambda x: compiled(x)
     return lambda x: boxed([x])[0]
+
+
+def _calls(path: Path, target: bytes) -> bool:
+    """Whether a package's extern calls (its ``*.wrapper.json``, a few kB) name ``target``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(target in archive.read(name) for name in archive.namelist()
+                       if name.endswith(".json") and "/aotinductor/" in name)  # fmt: skip
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _model_names(path: Path) -> list[str]:
