@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from kiln import zoo  # noqa: E402
-from kiln.deploy._benchmark import time_calls  # noqa: E402
+from kiln.deploy._benchmark import graph_time, time_calls  # noqa: E402
 from kiln.deploy._capture import capture, eval_mode  # noqa: E402
 from kiln.deploy._check import error  # noqa: E402
 from kiln.deploy._cuda_graph import GraphRunner  # noqa: E402
@@ -54,31 +54,6 @@ CONVS = {aten.cudnn_convolution_relu.default, aten.cudnn_convolution_add_relu.de
          aten.conv2d.default}  # fmt: skip
 KINDS = {aten.cudnn_convolution_relu.default: "relu",
          aten.cudnn_convolution_add_relu.default: "add_relu"}  # fmt: skip
-
-
-def graph_time(fn: Any, reps: int, replays: int = 20) -> float:
-    """Microseconds per call of ``fn``: ``reps`` calls in one CUDA graph, replayed."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return sorted(times)[len(times) // 2]
 
 
 class Recorder(fx.Interpreter):

@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from b1_conv_times import KINDS, Recorder, graph_time, inner_input  # noqa: E402
+from b1_conv_times import KINDS, Recorder, inner_input  # noqa: E402
 
 from kiln import zoo  # noqa: E402
-from kiln.deploy._benchmark import time_calls  # noqa: E402
+from kiln.deploy._benchmark import graph_time, time_calls  # noqa: E402
 from kiln.deploy._capture import capture, eval_mode  # noqa: E402
 from kiln.deploy._check import error  # noqa: E402
 from kiln.deploy._cuda_graph import GraphRunner  # noqa: E402

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from kiln.deploy._benchmark import graph_time
 from kiln.deploy._check import PassRejected
 from kiln.deploy._fuse_conv import register_shapes
 from kiln.deploy._passes import Pass, copy_module, graph_constant
@@ -256,7 +257,7 @@ def _tune(layer: dict[str, Any], reps: int) -> tuple[Config | None, float, float
     stride, padding, relu = layer["stride"], layer["padding"], layer["relu"]
     with torch.no_grad():
         reference = cudnn_call(x, w, bias, z, stride, padding, relu)
-        cudnn_us = graph_time(lambda: cudnn_call(x, w, bias, z, stride, padding, relu), reps)
+        cudnn_us = graph_time(lambda: cudnn_call(x, w, bias, z, stride, padding, relu), reps, 10)
         w_kn = gemm_weight(w)
         best: tuple[Config | None, float] = (None, float("inf"))
         for config in candidates(layer["m"], w.shape[0], shape[1], w.shape[2]):
@@ -269,32 +270,7 @@ def _tune(layer: dict[str, Any], reps: int) -> tuple[Config | None, float, float
             if float((out.float() - reference.float()).abs().max()) / scale > 2e-3:
                 continue
             us = graph_time(lambda: conv2d_b1(x, w_kn, bias, z, w.shape[2], stride, padding,
-                                              relu, config), reps)  # noqa: B023  # fmt: skip
+                                              relu, config), reps, 10)  # noqa: B023  # fmt: skip
             if us < best[1]:
                 best = (config, us)
     return best[0], cudnn_us, best[1]
-
-
-def graph_time(fn: Any, reps: int, replays: int = 10) -> float:
-    """Microseconds per call of ``fn``: ``reps`` calls in one CUDA graph, replayed (the median
-    of ``replays``), so that launch gaps count as they do in an engine's graph."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(reps):
-            fn()
-    graph.replay()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / reps)
-    return sorted(times)[len(times) // 2]
