@@ -1,5 +1,7 @@
 """kiln.deploy.optimize on the CPU: the engine's outputs match the original model."""
 
+import sys
+
 import pytest
 import torch
 
@@ -142,3 +144,15 @@ def test_small_autotune_tunes_nothing_once_cudnn_runs_the_convolutions():
     assert optimize_module.effective_autotune("all", fused) == "all"  # asked for by name
     assert optimize_module.effective_autotune("small", none_fused) == "small"
     assert optimize_module.effective_autotune("small", [{"name": "capture"}]) == "small"
+
+
+def test_fuse_triton_without_triton_is_skipped_saying_how_to_get_it(mlp, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kiln.deploy._conv_b1", None)  # as if Triton were missing
+    missing = optimize_module._triton_conv()
+    monkeypatch.setattr(optimize_module, "_passes", lambda *args: [missing])
+    x = torch.randn(2, 6)
+    engine = deploy.optimize(mlp, x, "fp32")
+    [skipped] = engine.info["skipped"]
+    assert skipped["name"] == "triton_conv" and "pip install triton" in skipped["reason"]
+    with torch.no_grad():
+        torch.testing.assert_close(engine(x), mlp(x))

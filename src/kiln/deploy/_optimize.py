@@ -326,9 +326,8 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
         passes.append(ChannelsLast())
         if options["fuse"] and precision != "fp32" and torch.backends.cudnn.is_available():
             passes.append(FuseConvReLU())
-            triton_conv = _triton_conv() if options["fuse"] == "triton" else None
-            if 1 in options["batch_sizes"] and triton_conv is not None:
-                passes.append(triton_conv)
+            if options["fuse"] == "triton" and 1 in options["batch_sizes"]:
+                passes.append(_triton_conv())
     if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
         passes.append(Float8Linear())
     if options["image"] is not None:
@@ -342,14 +341,26 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
     return passes
 
 
-def _triton_conv() -> Pass | None:
-    """``TritonConv`` (batch-1 convolutions as Triton kernels where they beat cuDNN), or None
-    where Triton is not installed."""
+def _triton_conv() -> Pass:
+    """``TritonConv`` (batch-1 convolutions as Triton kernels where they beat cuDNN); where
+    Triton is not installed, a pass that is skipped saying so."""
     try:
         from kiln.deploy._conv_b1 import TritonConv
-    except ImportError:
-        return None
+    except ImportError as e:
+        return _Unavailable("triton_conv", f"Triton is not installed ({e}): pip install triton")
     return TritonConv()
+
+
+class _Unavailable(Pass):
+    """An optional pass that cannot run here: ``optimize`` skips it with ``reason``."""
+
+    optional = True
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+
+    def apply(self, module: nn.Module) -> nn.Module:
+        raise PassRejected(self.reason)
 
 
 def _entry(result: Check, p: Pass | None) -> dict[str, Any]:
