@@ -7,9 +7,8 @@ in 3-16 us on an H200 with few thread blocks: the stage-4 3x3s have 49 x 512 out
 layer fills the GPU, and reduces the splits inside the same kernel: each block writes its fp32
 partial tile to a workspace and counts itself in on a per-tile counter; the last block of a tile
 sums the partials and applies the epilogue (bias, residual add, ReLU, fp16 store). The
-counters are left at zero by that last block, so one zeroed buffer per device serves every call
-on a stream (CUTLASS's "serial split-K" semaphore, in-kernel reduction instead of a second
-kernel).
+counters are left at zero by that last block, so one zeroed buffer serves every call on a
+stream (as CUTLASS's split-K semaphores do): no memset and no second kernel per call.
 
 Layout: ``x`` channels_last (1, C, H, W), i.e. an (H, W, C) array; the weight as a (K, N)
 matrix with K ordered (kh, kw, c) (``gemm_weight``); ``z`` and the output channels_last
@@ -29,6 +28,9 @@ import triton.language as tl
 
 @dataclass(frozen=True)
 class Config:
+    """A launch of the kernel: the output tile (pixels x channels), the K step, the number of
+    K splits, and Triton's warps and pipeline stages."""
+
     block_m: int = 32
     block_n: int = 64
     block_k: int = 64
@@ -132,12 +134,11 @@ def supports(c: int, kernel: tuple[int, ...], stride: tuple[int, ...],
 
 def conv2d_b1(x: torch.Tensor, w_kn: torch.Tensor, bias: torch.Tensor | None,
               z: torch.Tensor | None, kernel: int, stride: int, padding: int, relu: bool,
-              config: Config, count: torch.Tensor | None = None, count_offset: int = 0,
-              launcher: Any = None) -> torch.Tensor:  # fmt: skip
+              config: Config, count: torch.Tensor | None = None,
+              count_offset: int = 0) -> torch.Tensor:  # fmt: skip
     """``[relu](conv2d(x, w) + bias [+ z])`` for one image; ``w_kn`` from ``gemm_weight``.
-
-    ``count``: the zeroed tile counters to use from ``count_offset`` on (the device's own by
-    default); ``launcher``: the kernel as launched (``wrap_triton``'s inside a ``triton_op``)."""
+    ``count``: the zeroed tile counters to use from ``count_offset`` on (by default the
+    device's own)."""
     _, c, h, w = x.shape
     k, n = w_kn.shape
     if x.shape[0] != 1 or k != kernel * kernel * c:
@@ -157,7 +158,7 @@ def conv2d_b1(x: torch.Tensor, w_kn: torch.Tensor, bias: torch.Tensor | None,
         count = counters(x.device) if count is None else count
     if z is not None:
         z = z.contiguous(memory_format=torch.channels_last)
-    (launcher or _conv_kernel)[grid](
+    _conv_kernel[grid](
         x, w_kn, bias if bias is not None else out, z if z is not None else out, out,
         workspace, count if split else out, *ints, **constants,
     )  # fmt: skip
