@@ -123,6 +123,23 @@ CHILD = textwrap.dedent(
             "batch2_err": (replaced(x).float() - module(x).float()).abs().max().item(),
             "scale": module(x).float().abs().max().item(),
         }
+    # the operator as Inductor sees it: channels_last outputs at every batch size, as its shape
+    # function says, whatever layout the input comes in; opcheck: its schema, fake and real
+    w = torch.randn(64, 128, 1, 1) / 128**0.5
+    count = torch.zeros(2, dtype=torch.int32)  # split-K counters: one per output tile
+    report["op"] = {}
+    for batch in (1, 2):
+        x = torch.randn(batch, 128, 4, 4)  # contiguous, not channels_last
+        args = (x, w, gemm_weight(w), None, None, count, 0, 1, 0, False, [16, 32, 64, 2, 4, 3])
+        out = torch.ops.kiln.conv2d_b1(*args)
+        try:
+            torch.library.opcheck(torch.ops.kiln.conv2d_b1.default, args)
+            checked = "ok"
+        except Exception as e:
+            checked = f"{type(e).__name__}: {e}"[:500]
+        report["op"][batch] = {
+            "channels_last": out.is_contiguous(memory_format=torch.channels_last),
+            "err": (out - F.conv2d(x, w)).abs().max().item(), "opcheck": checked}
     print("REPORT" + json.dumps(report))
     """
 )
@@ -160,6 +177,13 @@ def test_the_pass_rewrites_the_faster_convolutions_and_keeps_the_math(report):
     assert found["cudnn_ops"] == 3  # the stem and the two left alone
     assert found["batch1_err"] <= 2e-3 * found["scale"]  # Triton at batch 1
     assert found["batch2_err"] == 0.0  # cuDNN's calls (here their CPU stand-ins) otherwise
+
+
+def test_the_operator_gives_channels_last_at_every_batch_size_and_passes_opcheck(report):
+    for batch, found in report["op"].items():
+        assert found["channels_last"], (batch, found)
+        assert found["err"] < 1e-4, (batch, found)
+        assert found["opcheck"] == "ok", (batch, found)
 
 
 def test_split_k_convolutions_get_disjoint_counters_from_one_zeroed_tensor(report):

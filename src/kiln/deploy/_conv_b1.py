@@ -60,8 +60,9 @@ def conv2d_op(x: torch.Tensor, w: torch.Tensor, w_kn: torch.Tensor, bias: torch.
               padding: int, relu: bool, config: list[int]) -> torch.Tensor:  # fmt: skip
     """``[relu](conv2d(x, w, bias, stride, padding) [+ z])``: the Triton kernel with ``config``
     (``Config``'s fields) at batch 1, cuDNN's (fused) call otherwise."""
-    if x.shape[0] != 1:
-        return cudnn_call(x, w, bias, z, stride, padding, relu)
+    if x.shape[0] != 1:  # channels_last as the shape function says (cuDNN's already is)
+        out = cudnn_call(x, w, bias, z, stride, padding, relu)
+        return out.contiguous(memory_format=torch.channels_last)
     return conv2d_b1(x, w_kn, bias, z, w.shape[2], stride, padding, relu, Config(*config),
                      count, count_offset)  # fmt: skip
 
