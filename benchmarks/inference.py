@@ -255,7 +255,7 @@ def run_row(name: str, model: torch.nn.Module, args: argparse.Namespace,
         fn = built["fns"][size]
         calls = args.calls if size <= 8 else max(args.calls // 2, 5)
         rows[size] = timing(size, time_calls(lambda fn=fn, x=x: fn(x), calls, args.device,
-                                             args.warmup))  # fmt: skip
+                                             args.warmup, warmup_s=args.warmup_s))  # fmt: skip
     result = {"status": "ok", "build_s": build_s, "rel_err": rel,
               "rows": {s: vars(t) for s, t in rows.items()}}  # fmt: skip
     if "engine" in built:
@@ -393,6 +393,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"comma-separated rows: {', '.join(ROWS + EXTRA_ROWS)}")
     parser.add_argument("--calls", type=int, default=200, help="timed calls at batch <= 8")
     parser.add_argument("--warmup", type=int, default=10)
+    warm = "and at least this many seconds of calls before each timing"
+    parser.add_argument("--warmup-s", type=float, default=1.0, help=warm)
     parser.add_argument("--slo-ms", type=float, default=7.0)
     parser.add_argument("--autotune", default="small", choices=["none", "small", "all"])
     parser.add_argument("--compile", default="aot", choices=["aot", "jit"],
@@ -411,7 +413,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.device, args.model, args.image_size = "cpu", "resnet18", 32
-        args.batch_sizes, args.calls, args.warmup = "1,4", 5, 1
+        args.batch_sizes, args.calls, args.warmup, args.warmup_s = "1,4", 5, 1, 0.0
     args.only = args.only.split(",") if args.only else ROWS
     unknown = sorted(set(args.only) - set(ROWS + EXTRA_ROWS))
     if unknown:

@@ -30,6 +30,25 @@ def test_timings_measure_the_calls_and_throughput_is_batch_over_mean_latency():
     assert result.as_dict()["best"]["batch_size"] == 1
 
 
+def test_warm_up_runs_its_calls_and_its_seconds_before_the_timed_calls():
+    from kiln.deploy._benchmark import time_calls
+
+    made = []
+
+    def call():
+        made.append(time.perf_counter())
+        time.sleep(0.005)
+
+    times = time_calls(call, 3, torch.device("cpu"), warmup=0)
+    assert len(times) == len(made) == 3
+    made.clear()
+    times = time_calls(call, 3, torch.device("cpu"), warmup=2, warmup_s=0.05)
+    assert len(times) == 3
+    # a sleep lasts at least its time: 0.05 s of 5 ms calls is at least 10 of them
+    assert len(made) >= 3 + 10
+    assert made[-3] - made[0] >= 0.05
+
+
 def test_best_is_the_highest_throughput_within_the_slo():
     rows = [Timing(1, 1, 2, 1, 1000, 9), Timing(8, 2, 3, 2, 4000, 9),
             Timing(64, 5, 6.9, 5, 12800, 9), Timing(256, 9, 12, 9, 28000, 9)]  # fmt: skip
@@ -68,8 +87,8 @@ def test_kiln_deploy_then_kiln_bench_on_the_cli(tmp_path, conv_net, capsys):
     engine = deploy.load(repo / "conv")
     assert engine.input_shape == (8, 8, 3) and engine.input_dtype == torch.uint8
     out = tmp_path / "bench.json"
-    code = main(["bench", str(repo), "--calls", "3", "--slo-ms", "50", "--json", str(out),
-                 "--plot", str(tmp_path / "b.png")])  # fmt: skip
+    code = main(["bench", str(repo), "--calls", "3", "--slo-ms", "50", "--warmup-s", "0.1",
+                 "--json", str(out), "--plot", str(tmp_path / "b.png")])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "conv on cpu (fp32), SLO p99 <= 50 ms" in printed and "best under SLO" in printed

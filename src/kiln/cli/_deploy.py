@@ -36,6 +36,8 @@ def add_parsers(subparsers: Any) -> None:
     bench.add_argument("--slo-ms", type=float, default=7.0, help="p99 latency budget (ms)")
     bench.add_argument("--device", help="cpu, cuda ... (default: the one it was built for)")
     bench.add_argument("--calls", type=int, default=200, help="timed calls per batch size")
+    bench.add_argument("--warmup-s", type=float, default=1.0,
+                       help="seconds of untimed calls before each batch size's timing")  # fmt: skip
     bench.add_argument("--plot", help="PNG path (default: bench.png, if matplotlib is there)")
     bench.add_argument("--json", help="also write the results to this JSON file")
 
@@ -97,7 +99,8 @@ def _bench(args: argparse.Namespace) -> int:
     from kiln import deploy
 
     engines = _engines(args.repository, args.model, args.device)
-    results = [deploy.benchmark(e, calls=args.calls, slo_ms=args.slo_ms) for e in engines]
+    results = [deploy.benchmark(e, calls=args.calls, slo_ms=args.slo_ms,
+                                warmup_s=args.warmup_s) for e in engines]  # fmt: skip
     print_table(results)
     plot_path = args.plot or ("bench.png" if find_spec("matplotlib") else None)
     if plot_path:
