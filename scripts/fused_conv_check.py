@@ -5,9 +5,11 @@ as one cuDNN call (``aten.cudnn_convolution_relu`` / ``cudnn_convolution_add_rel
 a cuDNN convolution and an Inductor kernel for the rest. This script times, at each batch size,
 one CUDA graph per variant (wall clock and CUDA events), counts each variant's kernels in one call
 (outside a graph) with their summed GPU time, and profiles one replay of the first size's graph:
-its span on the GPU, kernels and idle time between them. That span was the steadiest of these
-numbers on a shared machine (two runs of one variant: within 1 us, where the wall clock moved
-by up to 50 us; H200, 2026-11-28). The variants:
+its span on the GPU, kernels and idle time between them. The profiles come after every
+variant's timings: until 2026-11-28 each variant was profiled right after its own timings, so
+every variant but the first was timed after a profile, with the host's CUDA calls slowed
+(``scripts/b1_launch_check.py``); the wall clock then moved by up to 50 us between two runs of
+one variant. The variants:
 
 - kiln: ``kiln.deploy.optimize(..., compile="jit", autotune=--autotune)``, the pass on;
 - kiln-nofuse: the same with ``fuse=False``;
@@ -223,6 +225,7 @@ def main() -> None:
     print(f"{sum(1 for n in gm.graph.nodes if n.op == 'call_function')} ops in the folded graph")
     results: dict[str, Any] = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                                "rows": {}}  # fmt: skip
+    built: dict[str, tuple[dict[int, Any], Any]] = {}
     for run in args.runs.split(","):
         row: dict[str, Any] = {}
         results["rows"][run] = row
@@ -259,17 +262,26 @@ def main() -> None:
                 row[str(s)] = {"p50_ms": round(p50, 4), "img_s": round(s / mean),
                                "gpu_ms": round(gpu_time(fn, batch), 4),
                                "rel_err": float(f"{rel:.3g}")}  # fmt: skip
-            if plain is not None:
-                count, busy = kernels(plain, x[: sizes[0]].contiguous(), args.top)
-                row["kernels"], row["kernel_ms"] = count, round(busy, 4)
-            row["replay"] = replay_gaps(fns[sizes[0]], x[: sizes[0]].contiguous())
-            print(f"  replayed graph, batch {sizes[0]}: {row['replay']}")
+            built[run] = (fns, plain)
         except Exception as e:  # one variant's failure is a row, not the end of the run
             row["error"] = f"{type(e).__name__}: {str(e)[:400]}"
             traceback.print_exc()
         print(run, json.dumps(row), flush=True)
         if args.json:  # after each row: a crash in a later one keeps the earlier
             args.json.write_text(json.dumps(results, indent=1))
+    # the profiles after every timing: once torch's profiler has run, each CUDA call costs the
+    # host more for the rest of the process (graph.replay(): 3-14 us before, 37-47 us after;
+    # H200, 2026-11-28, scripts/b1_launch_check.py), which the wall clock of later rows counted
+    for run, (fns, plain) in built.items():
+        row = results["rows"][run]
+        print(f"{run}:")
+        if plain is not None:
+            count, busy = kernels(plain, x[: sizes[0]].contiguous(), args.top)
+            row["kernels"], row["kernel_ms"] = count, round(busy, 4)
+        row["replay"] = replay_gaps(fns[sizes[0]], x[: sizes[0]].contiguous())
+        print(f"  replayed graph, batch {sizes[0]}: {row['replay']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     print(f"\n{'variant':16}" + "".join(f"{'b=' + str(s) + ' ms':>12}{'event ms':>9}{'img/s':>9}"
                                          for s in sizes)
           + f"{'err':>9}{'kernels':>9}{'GPU ms':>9}")  # fmt: skip

@@ -21,6 +21,7 @@
 #   scripts/gpu_session.sh fused_conv_b1 # 1x H100: batch 1 autotuned, 1x1 convs fused or as GEMMs
 #   scripts/gpu_session.sh b1_convs   # 1x H100: batch 1, each convolution's time and alternatives
 #   scripts/gpu_session.sh b1_triton  # 1x H100: batch 1, cuDNN against split-K Triton convolutions
+#   scripts/gpu_session.sh b1_launch  # 1x H100: batch 1, a call's time split, Triton convs or not
 #   scripts/gpu_session.sh deploy_b1_triton # 1x H100: batch 1, kiln with and without them
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
@@ -179,6 +180,14 @@ deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a
     step inference_b1 540 python3 benchmarks/inference.py --batch-sizes 1 --autotune small \
         --only kiln-fp16,compile-reduce-overhead,eager-fp32 --out "$OUT/inference_b1.json"
     ;;
+deploy_b1_warm)  # batch 1, in-process builds (jit): timed after 1 s of calls, then as before
+    # (10 calls): does an idle GPU's slow start hide the Triton convolutions' gain?
+    step inference_b1_warm 220 python3 benchmarks/inference.py --batch-sizes 1 --compile jit \
+        --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
+        --out "$OUT/inference_b1_warm.json"
+    step inference_b1_cold 150 python3 benchmarks/inference.py --batch-sizes 1 --compile jit \
+        --only kiln-fp16-triton,kiln-fp16 --warmup-s 0 --out "$OUT/inference_b1_cold.json"
+    ;;
 deploy_b1_triton)  # batch 1 with kiln's Triton convolutions (fuse="triton") and without them
     # (the default), side by side, beside reduce-overhead and eager fp32
     step inference_b1_triton 560 python3 benchmarks/inference.py --batch-sizes 1 \
@@ -193,6 +202,12 @@ b1_triton_profile)  # batch 1: kiln with and without its Triton convolutions, in
         --runs kiln,kiln-triton --json "$OUT/b1_triton_jit.json"
     step b1_triton_aot 300 python3 scripts/fused_conv_check.py --sizes 1 --aot \
         --runs kiln,kiln-triton --json "$OUT/b1_triton_aot.json"
+    ;;
+b1_launch)  # batch 1: a call's time split (host, copy, replay, back to back) for the fused
+    # graph with and without TritonConv, eager and compiled (2026-11-28: the kernels span 51 us
+    # less in one replay, a call's CUDA events 9 us more)
+    step b1_launch 480 python3 scripts/b1_launch_check.py --compile "${B1_COMPILE:-jit}" \
+        ${B1_ENGINES:+--engines "$B1_ENGINES"}
     ;;
 b1_triton_check)  # ResNet-50 batch 1 with TritonConv: eager, torch.compile, AOTInductor, with
     # and without split-K (scripts/b1_triton_check.py)
@@ -412,7 +427,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_triton|b1_triton_check|b1_triton_profile|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_warm|deploy_b1_triton|b1_triton_check|b1_triton_profile|b1_launch|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac
