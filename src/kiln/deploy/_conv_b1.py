@@ -97,8 +97,8 @@ class TritonConv(Pass):
     """Batch-1 convolutions after ``FuseConvReLU`` -> ``kiln::conv2d_b1`` where its Triton
     kernel is faster than cuDNN's call by ``margin`` (timed here, on the GPU the module is on).
 
-    ``optimize(..., fuse="triton")`` adds it (an experiment: the graph it makes ran 43 us
-    faster eagerly, but the compiled engine no faster; H200, 2026-11-28, BENCHMARKS.md).
+    ``optimize(..., fuse="triton")`` adds it (an experiment: ResNet-50's batch-1 engine ran
+    36-54 us faster with it, but its builds take minutes; H200, 2026-11-28, BENCHMARKS.md).
     Optional: where Triton is missing or cannot build the kernel, the engine runs without it.
     ``describe`` reports the convolutions replaced and the microseconds saved per call, as
     timed layer by layer. ``tune`` replaces the timing (tests).

@@ -103,9 +103,10 @@ def optimize(
     add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
     run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, each
     convolution that kiln's split-K Triton kernel runs faster at batch 1 (timed here, layer by
-    layer) runs so at that size (``TritonConv``; ResNet-50 on an H200: 39 of 52 replaced, 57
-    us less by the layers' timings, but the engine's batch-1 latency unchanged, 0.374 against
-    0.377 ms, 2026-11-28, so not the default).
+    layer) runs so at that size (``TritonConv``; ResNet-50 on an H200, 2026-11-28: 35-44 of 52
+    replaced, the batch-1 engine 0.334-0.344 ms against 0.380-0.391 in
+    ``scripts/b1_launch_check.py``; not the default while ``benchmarks/inference.py`` has not
+    confirmed it and its builds take minutes, BENCHMARKS.md).
     ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
     ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
     each pass with its error, each package build, the runners) with its seconds to stderr
