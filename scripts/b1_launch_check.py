@@ -13,6 +13,9 @@ batches or, as ``benchmarks/inference.py``'s engines do, uint8 images):
 - p50_us: wall clock of a call and its synchronize;
 - the CUDA API calls' host times and the kernels' span from one profiled call.
 
+With ``--pdl`` and engine names with ``-pdl``, the Triton kernels also run as programmatic
+dependent launches (``TritonConv(pdl=True)``), the eager graph with the same configs.
+
 The profiles come last: once torch's profiler has run in a process, every CUDA call after it
 costs the host more (the first run of this script: ``graph.replay()`` 14 us before the first
 profile, 37-47 us after it, each runner alike).
@@ -23,11 +26,13 @@ profile, 37-47 us after it, each runner alike).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from kiln import deploy, zoo  # noqa: E402
+from kiln.deploy import _optimize as optimize_module  # noqa: E402
 from kiln.deploy._capture import capture, eval_mode  # noqa: E402
-from kiln.deploy._conv_b1 import TritonConv  # noqa: E402
+from kiln.deploy._conv_b1 import TritonConv, _tune  # noqa: E402
 from kiln.deploy._cuda_graph import GraphRunner  # noqa: E402
 from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
 from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
@@ -145,6 +151,23 @@ def measure(name: str, runner: GraphRunner, engine: Any, x: torch.Tensor) -> dic
     return row
 
 
+def _key(layer: dict[str, Any]) -> tuple[Any, ...]:
+    return (layer["kind"], tuple(layer["image"]), tuple(layer["w"].shape), layer["stride"],
+            layer["padding"], layer["bias"] is not None)  # fmt: skip
+
+
+@contextlib.contextmanager
+def dependent_launches(on: bool) -> Iterator[None]:
+    """``optimize``'s ``TritonConv`` with ``pdl=True`` while ``on``."""
+    original = optimize_module._triton_conv
+    if on:
+        optimize_module._triton_conv = lambda: TritonConv(pdl=True)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        optimize_module._triton_conv = original  # type: ignore[assignment]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -153,7 +176,10 @@ def main() -> None:
         default="jit",
         help="the kiln engines compiled in process or as AOTInductor packages",
     )
-    parser.add_argument("--engines", default="kiln,kiln-triton,kiln-img,kiln-triton-img")
+    parser.add_argument("--engines", default="kiln,kiln-triton,kiln-img,kiln-triton-img",
+                        help="kiln engines: kiln[-triton][-pdl][-img]")  # fmt: skip
+    pdl = "also the eager graph with its Triton kernels as dependent launches"
+    parser.add_argument("--pdl", action="store_true", help=pdl)
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
@@ -164,21 +190,32 @@ def main() -> None:
     module = capture(model, x).module()
     for p in (FoldBatchNorm(), Precision(torch.float16), ChannelsLast(), FuseConvReLU()):
         module = p.apply(module)
-    triton_pass = TritonConv()
+    chosen: dict[tuple[Any, ...], Any] = {}
+
+    def tune(layer: dict[str, Any]) -> Any:  # kiln's tuning, its choices kept for the -pdl run
+        chosen[_key(layer)] = _tune(layer, 20)
+        return chosen[_key(layer)]
+
+    triton_pass = TritonConv(tune=tune)
     rewritten = triton_pass.apply(module)
     print("TritonConv", json.dumps(triton_pass.describe()), flush=True)
     runners: dict[str, tuple[Any, Any, torch.Tensor]] = {
         "eager-cudnn": (GraphRunner(torch.inference_mode()(module), x1), None, x1),
         "eager-triton": (GraphRunner(torch.inference_mode()(rewritten), x1), None, x1),
     }
+    if args.pdl:  # the same kernels, launched as programmatic dependent launches
+        dependent = TritonConv(tune=lambda layer: chosen[_key(layer)], pdl=True).apply(module)
+        runners["eager-triton-pdl"] = (GraphRunner(torch.inference_mode()(dependent), x1),
+                                       None, x1)  # fmt: skip
     images = torch.randint(0, 256, (1, 224, 224, 3), dtype=torch.uint8, device=device)
     for name in args.engines.split(","):
         fuse = "triton" if "triton" in name else True
-        image = IMAGENET if name.endswith("-img") else None
+        image = IMAGENET if "-img" in name else None
         t0 = time.perf_counter()
-        engine = deploy.optimize(model, x, batch_sizes=(1,), image=image,
-                                 compile="jit" if args.compile == "jit" else None,
-                                 autotune="none", fuse=fuse)  # fmt: skip
+        with dependent_launches("-pdl" in name):
+            engine = deploy.optimize(model, x, batch_sizes=(1,), image=image,
+                                     compile="jit" if args.compile == "jit" else None,
+                                     autotune="none", fuse=fuse)  # fmt: skip
         print(name, f"built in {time.perf_counter() - t0:.0f} s", flush=True)
         runners[name] = (engine.runners[1], engine, x1 if image is None else images)
     rows: dict[str, list[dict[str, Any]]] = {n: [] for n in runners}

@@ -22,6 +22,7 @@
 #   scripts/gpu_session.sh b1_convs   # 1x H100: batch 1, each convolution's time and alternatives
 #   scripts/gpu_session.sh b1_triton  # 1x H100: batch 1, cuDNN against split-K Triton convolutions
 #   scripts/gpu_session.sh b1_launch  # 1x H100: batch 1, a call's time split, Triton convs or not
+#   scripts/gpu_session.sh b1_pdl     # 1x H100: batch 1, Triton convs as dependent launches or not
 #   scripts/gpu_session.sh b1_build   # 1x H100: batch 1, package build times with TritonConv or not
 #   scripts/gpu_session.sh deploy_b1_warm # 1x H100: inference.py batch 1 (jit), warmed 1 s or not
 #   scripts/gpu_session.sh deploy_b1_triton # 1x H100: batch 1, kiln with and without them
@@ -206,10 +207,14 @@ b1_triton_profile)  # batch 1: kiln with and without its Triton convolutions, in
         --runs kiln,kiln-triton --json "$OUT/b1_triton_aot.json"
     ;;
 b1_launch)  # batch 1: a call's time split (host, copy, replay, back to back) for the fused
-    # graph with and without TritonConv, eager and compiled (2026-11-28: the kernels span 51 us
-    # less in one replay, a call's CUDA events 9 us more)
+    # graph with and without TritonConv, eager and compiled (2026-11-28, H200: the Triton
+    # engine 0.334-0.344 ms a call, the default 0.380-0.391)
     step b1_launch 480 python3 scripts/b1_launch_check.py --compile "${B1_COMPILE:-jit}" \
-        ${B1_ENGINES:+--engines "$B1_ENGINES"}
+        ${B1_ENGINES:+--engines "$B1_ENGINES"} ${B1_PDL:+--pdl}
+    ;;
+b1_pdl)  # batch 1: the Triton convolutions as programmatic dependent launches or not, eager
+    # (same configs) and in process, beside the default engine
+    B1_PDL=1 B1_ENGINES=kiln-triton-img,kiln-triton-pdl-img,kiln-img "$0" b1_launch
     ;;
 b1_build)  # why the batch-1 package with TritonConv builds in minutes: both graphs built in
     # process in turn, stacks every 15 s of each package build, Inductor's phase times, the
@@ -434,7 +439,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_warm|deploy_b1_triton|b1_triton_check|b1_triton_profile|b1_launch|b1_build|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_warm|deploy_b1_triton|b1_triton_check|b1_triton_profile|b1_launch|b1_pdl|b1_build|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

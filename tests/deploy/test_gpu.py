@@ -223,6 +223,49 @@ def test_triton_convolutions_match_cudnn_at_batch_1_eager_and_in_packages(tmp_pa
 
 
 @pytest.mark.skipif(find_spec("triton") is None, reason="needs Triton")
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability()[0] < 9,
+                    reason="dependent launches need compute capability 9+")  # fmt: skip
+def test_triton_convolutions_launched_as_dependent_launches_match_in_a_replayed_graph():
+    """With ``pdl`` each kernel may start while the one before it ends and must wait for it
+    before touching memory: eight kernels in a row (some reading the one before's output, some
+    split-K), replayed in one CUDA graph, give the graph without it to the bit, call after
+    call."""
+    from kiln.deploy._capture import capture
+    from kiln.deploy._conv_b1 import TritonConv
+    from kiln.deploy._cuda_graph import GraphRunner
+    from kiln.deploy._fold import FoldBatchNorm
+    from kiln.deploy._fuse_conv import FuseConvReLU
+    from kiln.deploy._passes import ChannelsLast
+    from kiln.deploy._precision import Precision
+
+    model = _wide_net()
+    x = torch.randn(2, 3, 16, 16, device="cuda")
+    module = capture(model, x).module()
+    for p in (FoldBatchNorm(), Precision(torch.float16), ChannelsLast(), FuseConvReLU()):
+        module = p.apply(module)
+
+    def tune(layer):  # the same configs, split-K where K allows, both ways
+        from kiln.deploy._triton_conv import Config
+
+        steps = layer["w"].shape[2] ** 2 * layer["image"][0] // 64
+        return Config(16, 64, 64, 2 if steps % 2 == 0 else 1), 10.0, 1.0
+
+    graphs = {}
+    for pdl in (False, True):
+        triton_pass = TritonConv(tune=tune, pdl=pdl)
+        replaced = triton_pass.apply(module)
+        assert triton_pass.replaced == 8
+        graphs[pdl] = GraphRunner(torch.inference_mode()(replaced), x[:1].contiguous())
+    with torch.no_grad():
+        reference = module(x[:1])
+    for _ in range(6):
+        batch = torch.randn(1, 3, 16, 16, device="cuda")
+        plain, dependent = graphs[False](batch).clone(), graphs[True](batch).clone()
+        torch.testing.assert_close(dependent, plain, rtol=0, atol=0)
+    assert rel_error(graphs[True](x[:1]), reference) <= 2e-3
+
+
+@pytest.mark.skipif(find_spec("triton") is None, reason="needs Triton")
 def test_optimize_times_the_triton_convolutions_and_keeps_its_checks():
     model = _wide_net()
     x = torch.randn(2, 3, 16, 16, device="cuda")

@@ -25,6 +25,7 @@ convolution. The operator does not declare that it writes the buffer: it leaves 
 it, and Inductor would otherwise copy it before each call.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ def conv2d_op(x: torch.Tensor, w: torch.Tensor, w_kn: torch.Tensor, bias: torch.
     if x.shape[0] != 1:  # channels_last as the shape function says (cuDNN's already is)
         out = cudnn_call(x, w, bias, z, stride, padding, relu)
         return out.contiguous(memory_format=torch.channels_last)
-    return conv2d_b1(x, w_kn, bias, z, w.shape[2], stride, padding, relu, Config(*config),
+    return conv2d_b1(x, w_kn, bias, z, w.shape[2], stride, padding, relu, _config(config),
                      count, count_offset)  # fmt: skip
 
 
@@ -101,15 +102,19 @@ class TritonConv(Pass):
     36-54 us faster with it, but its builds take minutes; H200, 2026-11-28, BENCHMARKS.md).
     Optional: where Triton is missing or cannot build the kernel, the engine runs without it.
     ``describe`` reports the convolutions replaced and the microseconds saved per call, as
-    timed layer by layer. ``tune`` replaces the timing (tests).
+    timed layer by layer. ``tune`` replaces the timing (tests). ``pdl``: launch the kernels
+    as programmatic dependent launches (compute capability 9+; an experiment, not measured
+    yet: adjacent kernels would overlap one's start with the other's end).
     """
 
     name = "triton_conv"
     tolerance = 1e-3  # fp32 accumulation, in another order than cuDNN's
     optional = True
 
-    def __init__(self, margin: float = 0.95, reps: int = 20, tune: Tuner | None = None) -> None:
+    def __init__(self, margin: float = 0.95, reps: int = 20, tune: Tuner | None = None,
+                 pdl: bool = False) -> None:  # fmt: skip
         self.margin = margin
+        self.pdl = pdl
         self.tune = tune or (lambda layer: _tune(layer, reps))
         self.replaced = 0
         self.convolutions = 0
@@ -144,7 +149,7 @@ class TritonConv(Pass):
                 timed[key] = self.tune(layer)
             config, cudnn_us, triton_us = timed[key]
             if config is not None and triton_us < self.margin * cudnn_us:
-                chosen.append((node, layer, config))
+                chosen.append((node, layer, dataclasses.replace(config, pdl=self.pdl)))
                 self.saved_us += cudnn_us - triton_us
         if not chosen:
             return
@@ -180,9 +185,16 @@ class TritonConv(Pass):
         gm.recompile()
 
 
+def _config(fields: list[int]) -> Config:
+    """The ``Config`` an operator call names (packages of 2026-11-28 name six fields, no pdl)."""
+    block_m, block_n, block_k, split_k, num_warps, num_stages = fields[:6]
+    return Config(block_m, block_n, block_k, split_k, num_warps, num_stages,
+                  pdl=len(fields) > 6 and bool(fields[6]))  # fmt: skip
+
+
 def _fields(config: Config) -> tuple[int, ...]:
     return (config.block_m, config.block_n, config.block_k, config.split_k, config.num_warps,
-            config.num_stages)  # fmt: skip
+            config.num_stages, int(config.pdl))  # fmt: skip
 
 
 def _layer(gm: fx.GraphModule, node: fx.Node) -> dict[str, Any] | None:

@@ -29,7 +29,9 @@ import triton.language as tl
 @dataclass(frozen=True)
 class Config:
     """A launch of the kernel: the output tile (pixels x channels), the K step, the number of
-    K splits, and Triton's warps and pipeline stages."""
+    K splits, Triton's warps and pipeline stages, and whether to launch it as a programmatic
+    dependent launch (``pdl``, GPUs of compute capability 9+: the kernel may be scheduled
+    while the one before it finishes, and waits for it before touching memory)."""
 
     block_m: int = 32
     block_n: int = 64
@@ -37,10 +39,11 @@ class Config:
     split_k: int = 1
     num_warps: int = 4
     num_stages: int = 3
+    pdl: bool = False
 
     def key(self) -> str:
         return (f"m{self.block_m}n{self.block_n}k{self.block_k}s{self.split_k}"
-                f"w{self.num_warps}p{self.num_stages}")  # fmt: skip
+                f"w{self.num_warps}p{self.num_stages}" + ("-pdl" if self.pdl else ""))  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["count_offset"])
@@ -49,7 +52,9 @@ def _conv_kernel(x_ptr, w_ptr, bias_ptr, z_ptr, out_ptr, ws_ptr, count_ptr,
                  KW: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr,
                  HAS_BIAS: tl.constexpr, HAS_Z: tl.constexpr, RELU: tl.constexpr,
                  SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr):  # fmt: skip
+                 BLOCK_K: tl.constexpr, PDL: tl.constexpr):  # fmt: skip
+    if PDL:  # launched early: the kernel before this one must be done (its memory visible)
+        tl.extra.cuda.gdc_wait()
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -74,6 +79,8 @@ def _conv_kernel(x_ptr, w_ptr, bias_ptr, z_ptr, out_ptr, ws_ptr, count_ptr,
                     mask=valid[:, None], other=0.0)  # fmt: skip
         b = tl.load(w_ptr + (k0 + rk)[:, None] * N + rn[None, :], mask=in_n[None, :], other=0.0)
         acc += tl.dot(a, b)
+    if PDL:  # the next kernel may be scheduled now (it waits for this one to finish)
+        tl.extra.cuda.gdc_launch_dependents()
     offsets = rm[:, None] * N + rn[None, :]
     inside = in_m[:, None] & in_n[None, :]
     if SPLIT:
@@ -160,7 +167,7 @@ def conv2d_b1(x: torch.Tensor, w_kn: torch.Tensor, bias: torch.Tensor | None,
         z = z.contiguous(memory_format=torch.channels_last)
     _conv_kernel[grid](
         x, w_kn, bias if bias is not None else out, z if z is not None else out, out,
-        workspace, count if split else out, *ints, **constants,
+        workspace, count if split else out, *ints, **constants, **_pdl(config),
     )  # fmt: skip
     return out
 
@@ -193,7 +200,7 @@ def launch(c: int, h: int, w: int, n: int, kernel: int, stride: int, padding: in
     constants = {"KW": kernel, "STRIDE": stride, "PAD": padding, "HAS_BIAS": has_bias,
                  "HAS_Z": has_z, "RELU": relu, "SPLIT": config.split_k > 1,
                  "BLOCK_M": config.block_m, "BLOCK_N": config.block_n,
-                 "BLOCK_K": config.block_k, "num_warps": config.num_warps,
+                 "BLOCK_K": config.block_k, "PDL": config.pdl, "num_warps": config.num_warps,
                  "num_stages": config.num_stages}  # fmt: skip
     return grid, [h, w, c, ow, m, n, k // config.split_k, count_offset], constants
 
@@ -208,4 +215,10 @@ def warm(c: int, h: int, w: int, n: int, kernel: int, stride: int, padding: int,
     # the unused workspace and counters are the output (as ``conv2d_b1`` passes them)
     split = config.split_k > 1
     pointers = [dtype] * 5 + ([torch.float32, torch.int32] if split else [dtype, dtype])
-    _conv_kernel.warmup(*pointers, *ints, grid=grid, **constants)
+    _conv_kernel.warmup(*pointers, *ints, grid=grid, **constants, **_pdl(config))
+
+
+def _pdl(config: Config) -> dict[str, bool]:
+    """Triton's launch option for a programmatic dependent launch (none without one, which
+    Triton's CPU interpreter would not take)."""
+    return {"launch_pdl": True} if config.pdl else {}
