@@ -6,11 +6,13 @@ with kiln's Triton convolutions in 23-316 s; in one ``inference.py`` run its in-
 The first build of a process was the slow one more often than not. This script builds the two
 graphs in process, in the order ``--order`` gives (each name may come back), and for each:
 
-- times ``torch.export``, the in-process compile (``jit_compile``, first call) and the package
-  build (``aoti_compile_and_package``, as kiln's build worker runs it), and the package's cold
-  start in a fresh process (load, one call);
-- dumps every thread's stack every ``--stacks`` seconds of the package build into
-  ``$OUT/stacks_<n>_<name>.txt`` (where a slow build spends its time);
+- times ``torch.export``, the in-process compile (``jit_compile``, first call), the package
+  build in this process (``aoti_compile_and_package``, as ``optimize`` builds one batch size)
+  and in a fresh worker process (as it builds several), and the package's cold start in a
+  fresh process (load, one call);
+- dumps every thread's stack every ``--stacks`` seconds of the package builds into
+  ``$OUT/stacks_<n>_<name>.txt`` and ``$OUT/worker_<n>_<name>/batch_1.log`` (where a slow
+  build spends its time);
 - prints Inductor's own phase times (``torch._dynamo.utils.compile_times``) after each build.
 
     python scripts/b1_build_time.py --order triton,plain,triton   # on a GPU
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from kiln import zoo  # noqa: E402
 from kiln.deploy._aoti import inductor_options, jit_compile  # noqa: E402
+from kiln.deploy._builds import _run_all  # noqa: E402
 from kiln.deploy._capture import capture, eval_mode  # noqa: E402
 from kiln.deploy._check import strict_fp32  # noqa: E402
 from kiln.deploy._conv_b1 import TritonConv  # noqa: E402
@@ -83,6 +86,17 @@ def build(name: str, module: torch.nn.Module, x1: torch.Tensor, index: int,
             faulthandler.cancel_dump_traceback_later()
     row["package_s"] = round(time.perf_counter() - t0, 1)
     row["package_mb"] = round(path.stat().st_size / 1e6, 1)
+    # the same build in a fresh worker process (as optimize builds several sizes; one size
+    # builds in process, as above), its output and stacks kept
+    os.environ["KILN_BUILD_LOGS"] = str(OUT / f"worker_{index}_{name}")
+    os.environ["KILN_BUILD_STACKS"] = str(stacks)
+    saved = Path(f"/tmp/b1_worker_{index}_{name}.program.pt2")
+    torch.export.save(program, str(saved))
+    command = [sys.executable, "-m", "kiln.deploy._aoti_worker", str(saved), json.dumps(options),
+               f"/tmp/b1_worker_{index}_{name}.pt2"]  # fmt: skip
+    t0 = time.perf_counter()
+    _run_all({1: command}, set(), jobs=1)
+    row["worker_package_s"] = round(time.perf_counter() - t0, 1)
     done = subprocess.run([sys.executable, "-c", COLD, str(path), str(ROOT / "src")],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     line = next((s for s in done.stdout.splitlines() if s.startswith("COLD ")), None)

@@ -25,6 +25,31 @@ def test_a_failing_worker_raises_with_its_output():
         _run_all({1: ok, 2: bad}, {1}, jobs=2)
 
 
+def test_build_logs_are_kept_where_asked_and_workers_print_their_stacks_on_a_timer(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("KILN_BUILD_LOGS", str(tmp_path / "logs"))
+    ok = [sys.executable, "-c", "print('fine')"]
+    bad = [sys.executable, "-c", "import sys; print('broken'); sys.exit(3)"]
+    with pytest.raises(RuntimeError, match="broken"):  # one at a time, the largest first
+        _run_all({1: bad, 2: ok}, set(), jobs=1)
+    assert (tmp_path / "logs" / "batch_2.log").read_text() == "fine\n"
+    assert (tmp_path / "logs" / "batch_1.log").read_text() == "broken\n"
+
+    import subprocess
+
+    from kiln.deploy._builds import worker_env
+
+    code = "from kiln.deploy._aoti_worker import watch; watch(); import time; time.sleep(0.6)"
+    for every, dumps in (("0.2", True), ("", False), ("soon", False)):
+        env = {**worker_env(), "KILN_BUILD_STACKS": every}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert ("most recent call first" in done.stderr) == dumps, (every, done.stderr)
+    assert "KILN_BUILD_STACKS takes seconds (e.g. 30). Received: 'soon'" in done.stderr
+
+
 def test_workers_get_channels_last_weights_exactly_and_the_user_no_storage_warning(
     monkeypatch, tmp_path
 ):

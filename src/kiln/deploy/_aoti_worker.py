@@ -1,11 +1,15 @@
 """``python -m kiln.deploy._aoti_worker PROGRAM OPTIONS_JSON PACKAGE``: one AOTInductor build.
 
 Run by ``kiln.deploy._builds`` in a process of its own; exits non-zero with the traceback.
+With ``KILN_BUILD_STACKS=<seconds>`` in the environment it prints every thread's stack that
+often to its output (kept where ``KILN_BUILD_LOGS`` says): where a slow build spends its time.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import os
 import sys
 
 import torch
@@ -14,8 +18,22 @@ from kiln.deploy._check import strict_fp32
 from kiln.deploy._fuse_conv import register_operators
 
 
+def watch() -> None:
+    """Stacks to stderr every ``$KILN_BUILD_STACKS`` seconds (none when unset or 0)."""
+    text = os.environ.get("KILN_BUILD_STACKS", "")
+    try:
+        every = float(text or 0)
+    except ValueError:
+        every = 0.0
+        print(f"KILN_BUILD_STACKS takes seconds (e.g. 30). Received: {text!r}; ignored.",
+              file=sys.stderr)  # fmt: skip
+    if every > 0:
+        faulthandler.dump_traceback_later(every, repeat=True, file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     program_path, options, package = argv
+    watch()
     register_operators()  # programs with cuDNN's fused calls or kiln's Triton ones load with them
     program = torch.export.load(program_path)
     with strict_fp32(), torch.no_grad():  # fp32 programs compile without TF32, as in-process

@@ -7,6 +7,10 @@ Autotuned builds time kernels on the GPU, so at most one of them runs at a time 
 disturb its measurements); the others only compile and run beside it. The autotuned builds start
 first, then the rest largest batch first: the slowest builds start earliest. Each start and end
 is reported to a ``Progress`` with the builds still running.
+
+A worker's output is shown where its build fails. ``KILN_BUILD_LOGS=<folder>`` keeps every
+build's output there (``batch_<size>.log``), and ``KILN_BUILD_STACKS=<seconds>`` has each worker
+print its stacks that often: for a build that takes longer than it should.
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ def _run_all(commands: dict[int, list[str]], tuned: set[int], jobs: int,
             for size, (process, log) in list(running.items()):
                 if process.poll() is not None:
                     del running[size]
-                    _raise_on_failure(size, process.returncode, log)
+                    _finished(size, process.returncode, log)
                     board.done(size)
     finally:
         for process, log in running.values():
@@ -150,10 +154,15 @@ def _startable(pending: list[int], running: dict[int, Any], tuned: set[int],
     return start
 
 
-def _raise_on_failure(size: int, returncode: int, log: Any) -> None:
+def _finished(size: int, returncode: int, log: Any) -> None:
+    """A build's end: its output kept in ``$KILN_BUILD_LOGS/batch_<size>.log`` where that is
+    set, and an error with the output's end where the build failed."""
     with log:
         log.seek(0)
         output = log.read().decode(errors="replace")
+    if folder := os.environ.get("KILN_BUILD_LOGS"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"batch_{size}.log").write_text(output)
     if returncode != 0:
         raise RuntimeError(
             f"AOTInductor build for batch size {size} failed (exit code {returncode}). "
