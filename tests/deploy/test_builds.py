@@ -40,13 +40,18 @@ def test_build_logs_are_kept_where_asked_and_workers_print_their_stacks_on_a_tim
 
     from kiln.deploy._builds import worker_env
 
-    code = "from kiln.deploy._aoti_worker import watch; watch(); import time; time.sleep(0.6)"
+    code = (
+        "import time\nfrom kiln.deploy._aoti_worker import watching\n"
+        "with watching():\n    time.sleep(0.6)\ntime.sleep(0.5)  # none after it\n"
+    )
+    after = "line 5"  # a dump from the last sleep would name it
     for every, dumps in (("0.2", True), ("", False), ("soon", False)):
         env = {**worker_env(), "KILN_BUILD_STACKS": every}
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                               text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert ("most recent call first" in done.stderr) == dumps, (every, done.stderr)
+        assert after not in done.stderr
     assert "KILN_BUILD_STACKS takes seconds (e.g. 30). Received: 'soon'" in done.stderr
 
 

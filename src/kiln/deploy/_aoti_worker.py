@@ -3,14 +3,17 @@
 Run by ``kiln.deploy._builds`` in a process of its own; exits non-zero with the traceback.
 With ``KILN_BUILD_STACKS=<seconds>`` in the environment it prints every thread's stack that
 often to its output (kept where ``KILN_BUILD_LOGS`` says): where a slow build spends its time.
+``kiln.deploy._builds`` does the same around the builds it runs in its own process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 import torch
 
@@ -18,8 +21,10 @@ from kiln.deploy._check import strict_fp32
 from kiln.deploy._fuse_conv import register_operators
 
 
-def watch() -> None:
-    """Stacks to stderr every ``$KILN_BUILD_STACKS`` seconds (none when unset or 0)."""
+@contextlib.contextmanager
+def watching() -> Iterator[None]:
+    """Every thread's stack to stderr every ``$KILN_BUILD_STACKS`` seconds while inside (none
+    when unset or 0): for a build that takes longer than it should."""
     text = os.environ.get("KILN_BUILD_STACKS", "")
     try:
         every = float(text or 0)
@@ -29,14 +34,19 @@ def watch() -> None:
               file=sys.stderr)  # fmt: skip
     if every > 0:
         faulthandler.dump_traceback_later(every, repeat=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        if every > 0:
+            faulthandler.cancel_dump_traceback_later()
 
 
 def main(argv: list[str]) -> int:
     program_path, options, package = argv
-    watch()
     register_operators()  # programs with cuDNN's fused calls or kiln's Triton ones load with them
     program = torch.export.load(program_path)
-    with strict_fp32(), torch.no_grad():  # fp32 programs compile without TF32, as in-process
+    # fp32 programs compile without TF32, as in-process
+    with watching(), strict_fp32(), torch.no_grad():
         torch._inductor.aoti_compile_and_package(
             program, package_path=package, inductor_configs=json.loads(options)
         )

@@ -9,8 +9,9 @@ first, then the rest largest batch first: the slowest builds start earliest. Eac
 is reported to a ``Progress`` with the builds still running.
 
 A worker's output is shown where its build fails. ``KILN_BUILD_LOGS=<folder>`` keeps every
-build's output there (``batch_<size>.log``), and ``KILN_BUILD_STACKS=<seconds>`` has each worker
-print its stacks that often: for a build that takes longer than it should.
+worker's output there (``batch_<size>.log``), and ``KILN_BUILD_STACKS=<seconds>`` prints the
+stacks of a build (in a worker, or here with one batch size or ``jobs=1``) that often to
+stderr: for a build that takes longer than it should.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from kiln.deploy._aoti import build_package
+from kiln.deploy._aoti_worker import watching
 from kiln.deploy._progress import Progress
 
 
@@ -53,7 +55,8 @@ def build_packages(
         board = Board(progress, tuned)
         for size in build_order(list(examples), tuned):
             board.started(size)
-            build_package(module, examples[size], paths[size], options[size])
+            with watching():
+                build_package(module, examples[size], paths[size], options[size])
             board.done(size)
         return paths
     commands = {}
