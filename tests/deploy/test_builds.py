@@ -71,7 +71,7 @@ def test_workers_get_channels_last_weights_exactly_and_the_user_no_storage_warni
     examples = {1: torch.randn(1, 3, 8, 8), 2: torch.randn(2, 3, 8, 8)}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        build_packages(conv, examples, {1: {}, 2: {}}, tmp_path, jobs=2)
+        build_packages(dict.fromkeys(examples, conv), examples, {1: {}, 2: {}}, tmp_path, jobs=2)
     assert sorted(handed) == [1, 2]
     for weight in handed.values():
         assert weight.stride() == conv.weight.stride() != conv.weight.contiguous().stride()

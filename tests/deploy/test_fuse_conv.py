@@ -198,7 +198,8 @@ def test_an_aotinductor_package_of_the_fused_graph_builds_in_a_worker_and_runs(
     model, x = TinyResNet(), torch.randn(2, 3, 16, 16)
     fused = FuseConvReLU().apply(_folded(model, x))
     options = inductor_options(torch.device("cpu"), 2, "none")
-    paths = build_packages(fused, {2: x, 1: x[:1]}, {2: options, 1: options}, tmp_path, jobs=2)
+    paths = build_packages({2: fused, 1: fused}, {2: x, 1: x[:1]}, {2: options, 1: options},
+                           tmp_path, jobs=2)  # fmt: skip
     for size, path in paths.items():
         run = load_package(path, torch.device("cpu"))
         with torch.no_grad():

@@ -146,6 +146,66 @@ def test_small_autotune_tunes_nothing_once_cudnn_runs_the_convolutions():
     assert optimize_module.effective_autotune("small", [{"name": "capture"}]) == "small"
 
 
+class Marked(Pass):
+    """A pass for some batch sizes' graphs: it wraps the module in one that adds ``shift`` and
+    counts the rows it sees."""
+
+    name = "marked"
+    tolerance = 1e-3
+
+    def __init__(self, batch_sizes: tuple[int, ...], shift: float = 0.0,
+                 optional: bool = False) -> None:  # fmt: skip
+        self.batch_sizes, self.shift, self.optional = batch_sizes, shift, optional
+        self.rows: list[int] = []
+
+    def apply(self, module: torch.nn.Module) -> torch.nn.Module:
+        marked = self
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.module = module
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                marked.rows.append(len(x))
+                return self.module(x) + marked.shift
+
+        return Wrapped()
+
+
+def test_a_pass_for_some_batch_sizes_rewrites_only_their_graphs(mlp, monkeypatch):
+    passes = optimize_module._passes
+    marked = Marked((1, 2), shift=1e-5)
+    monkeypatch.setattr(optimize_module, "_passes", lambda *args: [*passes(*args), marked])
+    x = torch.randn(8, 6)
+    engine = deploy.optimize(mlp, x, "fp32", batch_sizes=(1, 2, 8))
+    entry = engine.info["passes"][-2]  # before the runners' entry
+    assert entry["name"] == "marked" and entry["batch_sizes"] == [1, 2]
+    # checked as a pass once, at the smallest of its sizes, then in its sizes' runners only
+    assert marked.rows == [1, 1, 2]
+    with torch.no_grad():
+        expected = mlp(x)
+        for size, shifted in ((1, True), (2, True), (8, False)):
+            marked.rows.clear()
+            out = engine.runners[size](x[:size])
+            assert marked.rows == ([size] if shifted else [])
+            torch.testing.assert_close(out, expected[:size] + (1e-5 if shifted else 0.0))
+    # past its tolerance at batch 1: skipped where optional, refused where not
+    too_far = Marked((1,), 1.0, optional=True)
+    monkeypatch.setattr(optimize_module, "_passes", lambda *args: [*passes(*args), too_far])
+    engine = deploy.optimize(mlp, x, "fp32", batch_sizes=(1, 8))
+    assert [e["name"] for e in engine.info["skipped"]] == ["marked"]
+    monkeypatch.setattr(optimize_module, "_passes",
+                        lambda *args: [*passes(*args), Marked((1,), 1.0)])  # fmt: skip
+    with pytest.raises(PassRejected, match="'marked' pass"):
+        deploy.optimize(mlp, x, "fp32", batch_sizes=(1, 8))
+    # a pass for sizes the engine is not built for is not applied
+    unused = Marked((4,))
+    monkeypatch.setattr(optimize_module, "_passes", lambda *args: [*passes(*args), unused])
+    engine = deploy.optimize(mlp, x, "fp32", batch_sizes=(1, 8))
+    assert unused.rows == [] and "marked" not in [e["name"] for e in engine.info["passes"]]
+
+
 def test_fuse_triton_without_triton_is_skipped_saying_how_to_get_it(mlp, monkeypatch):
     monkeypatch.setitem(sys.modules, "kiln.deploy._conv_b1", None)  # as if Triton were missing
     missing = optimize_module._triton_conv()

@@ -43,11 +43,12 @@ def default_jobs(device: torch.device, count: int) -> int:
 
 
 def build_packages(
-    module: nn.Module, examples: dict[int, torch.Tensor], options: dict[int, dict[str, Any]],
-    folder: Path, jobs: int, progress: Progress | None = None,
+    modules: dict[int, nn.Module], examples: dict[int, torch.Tensor],
+    options: dict[int, dict[str, Any]], folder: Path, jobs: int, progress: Progress | None = None,
 ) -> dict[int, Path]:  # fmt: skip
-    """One package per batch size (``examples[size]`` has that many rows, ``options[size]`` is
-    its Inductor configuration) in ``folder``."""
+    """One package per batch size in ``folder``, of ``modules[size]`` (one module may serve
+    several sizes) for ``examples[size]`` (that many rows), with the Inductor configuration
+    ``options[size]``."""
     progress = progress or Progress(enabled=False)
     paths = {size: folder / f"batch_{size}.pt2" for size in examples}
     tuned = {size for size in examples if options[size].get("max_autotune")}
@@ -56,7 +57,7 @@ def build_packages(
         for size in build_order(list(examples), tuned):
             board.started(size)
             with watching():
-                build_package(module, examples[size], paths[size], options[size])
+                build_package(modules[size], examples[size], paths[size], options[size])
             board.done(size)
         return paths
     commands = {}
@@ -68,7 +69,7 @@ def build_packages(
                 # in their storage groups and saves each group's first tensor with its whole
                 # storage: right for weights of their own, as the passes leave them
                 warnings.filterwarnings("ignore", "No complete tensor found in the group")
-                torch.export.save(torch.export.export(module, (x,)), str(program))
+                torch.export.save(torch.export.export(modules[size], (x,)), str(program))
             commands[size] = [sys.executable, "-m", "kiln.deploy._aoti_worker", str(program),
                               json.dumps(options[size]), str(paths[size])]  # fmt: skip
     _run_all(commands, tuned, jobs, Board(progress, tuned))

@@ -6,11 +6,13 @@ implicit-GEMM kernel ran 39 of ResNet-50's 53 convolutions faster (the stage-4 3
 against 12), and the whole graph 43 us shorter. This module
 
 - defines ``kiln::conv2d_b1``, an operator: at batch 1 the Triton kernel with the config it is
-  given, at any other batch size cuDNN's fused call (the same weights: one graph serves every
-  batch size);
+  given, at any other batch size cuDNN's fused call (a graph that meets other sizes still
+  runs);
 - ``TritonConv``, a pass after ``FuseConvReLU``: per convolution, it times cuDNN's call and a
   few kernel configs at batch 1 on the GPU (one CUDA graph of back-to-back calls each) and
-  rewrites the node where a config is faster by ``margin``.
+  rewrites the node where a config is faster by ``margin``. ``optimize`` applies it to the
+  batch-1 graph only (``Pass.batch_sizes``): the other sizes' packages keep cuDNN's calls
+  and carry no second copy of the weights.
 
 The operator is opaque to Inductor, as cuDNN's fused calls are: AOTInductor packages call it
 through torch's dispatcher, which launches the kernel from Python (inside kiln's CUDA graph,
@@ -110,6 +112,7 @@ class TritonConv(Pass):
     name = "triton_conv"
     tolerance = 1e-3  # fp32 accumulation, in another order than cuDNN's
     optional = True
+    batch_sizes = (1,)  # the batch-1 graph only: other sizes keep cuDNN's calls
 
     def __init__(self, margin: float = 0.95, reps: int = 20, tune: Tuner | None = None,
                  pdl: bool = False) -> None:  # fmt: skip

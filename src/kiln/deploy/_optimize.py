@@ -103,7 +103,7 @@ def optimize(
     add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
     run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, each
     convolution that kiln's split-K Triton kernel runs faster at batch 1 (timed here, layer by
-    layer) runs so at that size (``TritonConv``; ResNet-50 on an H200, 2026-11-28: 35-44 of 52
+    layer) runs so in the batch-1 graph (``TritonConv``; ResNet-50 on an H200, 2026-11-28: 35-44 of 52
     replaced, the batch-1 engine 0.334-0.344 ms against 0.380-0.391 in
     ``scripts/b1_launch_check.py``; not the default while ``benchmarks/inference.py`` has not
     confirmed it and its builds take minutes, BENCHMARKS.md).
@@ -143,8 +143,12 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
         passes = _passes(options, device, module, example)
         x, x_engine = _check_inputs(example.to(device), max(sizes), passes)
         reference = single_output(original(x), model)
-        module, checks, skipped, budget = _apply(module, passes, x, x_engine, reference,
+        common = [p for p in passes if p.batch_sizes is None]
+        module, checks, skipped, budget = _apply(module, common, x, x_engine, reference,
                                                  progress)  # fmt: skip
+        modules, budgets = _apply_sized(module, [p for p in passes if p not in common], sizes,
+                                        x_engine, reference, budget, checks, skipped,
+                                        progress)  # fmt: skip
         rows = min(len(example), 8)
         source = Source(original, program, example[:rows].detach().cpu(), options,
                         x_engine[:rows].cpu(), reference[:rows].cpu())  # fmt: skip
@@ -152,8 +156,8 @@ def _build(model: nn.Module, example: torch.Tensor, device: torch.device,
         if build["autotune"] != options["autotune"]:
             progress.log(f"autotune={options['autotune']!r}: batch {SMALL_BATCH} not autotuned, "
                          f"cuDNN's fused calls run the convolutions")  # fmt: skip
-        runners, runner_check = _runners(module, x_engine, reference, device, build, source,
-                                         budget, progress)  # fmt: skip
+        runners, runner_check = _runners(modules, x_engine, reference, device, build, source,
+                                         budgets, progress)  # fmt: skip
     info = {
         "precision": options["precision"], "device": str(device), "compiled": options["compile"],
         "cuda_graphs": device.type == "cuda" and options["cuda_graphs"],
@@ -224,22 +228,65 @@ def _apply(
     return module, checks, skipped, budget
 
 
+def _apply_sized(
+    module: nn.Module, passes: list[Pass], sizes: list[int], x: torch.Tensor,
+    reference: torch.Tensor, budget: float, checks: list[dict[str, Any]],
+    skipped: list[dict[str, str]], progress: Progress,
+) -> tuple[dict[int, nn.Module], dict[int, float]]:  # fmt: skip
+    """Each batch size's module and error budget after the passes that rewrite only some
+    sizes' graphs (``Pass.batch_sizes``; ``x`` is the engine's input). Each such pass is
+    applied once to the module its sizes share, and checked at the smallest of them; its
+    check (with ``batch_sizes``) and its skips join ``checks`` and ``skipped``."""
+    modules = dict.fromkeys(sizes, module)
+    budgets = dict.fromkeys(sizes, budget)
+    for p in passes:
+        targets = [s for s in sizes if s in (p.batch_sizes or ())]
+        if not targets:
+            continue
+        if len({id(modules[s]) for s in targets}) > 1:
+            raise ValueError(f"pass {p.name!r} rewrites batch sizes {targets}, whose graphs "
+                             f"earlier passes made differ.")  # fmt: skip
+        started = time.perf_counter()
+        progress.status(f"pass {p.name}")
+        rows, tolerance = targets[0], budgets[targets[0]] + p.tolerance
+        try:
+            candidate = p.apply(modules[rows])
+            result = check(p.name, candidate(x[:rows]), reference[:rows], tolerance)
+        except (PassRejected, RuntimeError) as e:
+            if not p.optional:
+                raise
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            skipped.append({"name": p.name, "reason": reason})
+            progress.log(f"pass {p.name}: skipped ({reason})")
+            continue
+        for size in targets:
+            modules[size], budgets[size] = candidate, tolerance
+        checks.append({**_entry(result, p), "batch_sizes": targets})
+        progress.record(f"pass_{p.name}", time.perf_counter() - started)
+        progress.log(f"pass {p.name} (batch {', '.join(map(str, targets))}): rel err "
+                     f"{result.rel:.3g} (<= {tolerance:.3g}) in "
+                     f"{progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
+    return modules, budgets
+
+
 def _runners(
-    module: nn.Module, x: torch.Tensor, reference: torch.Tensor, device: torch.device,
-    options: dict[str, Any], source: Source, budget: float, progress: Progress,
+    modules: dict[int, nn.Module], x: torch.Tensor, reference: torch.Tensor,
+    device: torch.device, options: dict[str, Any], source: Source, budgets: dict[int, float],
+    progress: Progress,
 ) -> tuple[dict[int, Runner], dict[str, Any]]:  # fmt: skip
-    """One runner per batch size, each checked on the first rows of ``x``."""
+    """One runner per batch size (from its own module), each checked on the first rows of
+    ``x`` within that size's error budget."""
     sizes, compiled = options["batch_sizes"], options["compile"]
-    tolerance = budget + RUNNER_TOLERANCE[options["precision"]] if compiled else budget
+    extra = RUNNER_TOLERANCE[options["precision"]] if compiled else 0.0
     started = time.perf_counter()
     if compiled and compiled != "jit":
         source.workdir = tempfile.TemporaryDirectory(prefix="kiln-deploy-")
         with progress.phase("packages", f"AOTInductor packages for batch sizes {sizes}"):
-            source.packages = _packages(module, x, device, options, Path(source.workdir.name),
-                                        progress)  # fmt: skip
+            source.packages = _packages(modules, x, device, options,
+                                        Path(source.workdir.name), progress)  # fmt: skip
     compile_s = time.perf_counter() - started
     runners: dict[int, Runner] = {}
-    worst = Check("", 0.0, 0.0, tolerance)
+    worst = Check("", 0.0, 0.0, max(budgets.values()) + extra)
     graphs = device.type == "cuda" and options["cuda_graphs"]
     steps = ["package" if source.packages else "compile" if compiled else "eager"]
     what = ", ".join([*steps, *(["CUDA graph"] if graphs else []), "check"])
@@ -250,15 +297,15 @@ def _runners(
             if size in source.packages:
                 run = load_package(source.packages[size], device)
             elif compiled:
-                run = jit_compile(module, x[:size], _inductor(device, size, options))
+                run = jit_compile(modules[size], x[:size], _inductor(device, size, options))
             else:
-                run = _eager(module)
+                run = _eager(modules[size])
             if graphs:
                 run = graphed = GraphRunner(run, x[:size], pool)
                 pool = graphed.pool
             runners[size] = run
             name = f"{'compiled' if compiled else 'eager'} batch {size}"
-            result = check(name, run(x[:size]), reference[:size], tolerance)
+            result = check(name, run(x[:size]), reference[:size], budgets[size] + extra)
             worst = max(worst, result, key=lambda c: c.rel)
             progress.log(f"batch {size}: runner ready ({what}: rel err {result.rel:.3g}) in "
                          f"{time.perf_counter() - size_started:.1f} s")  # fmt: skip
@@ -268,7 +315,7 @@ def _runners(
     return runners, entry
 
 
-def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
+def _packages(modules: dict[int, nn.Module], x: torch.Tensor, device: torch.device,
               options: dict[str, Any], folder: Path,
               progress: Progress) -> dict[int, Path]:  # fmt: skip
     """AOTInductor packages per batch size, loaded once in a probe process; none (with a
@@ -280,7 +327,7 @@ def _packages(module: nn.Module, x: torch.Tensor, device: torch.device,
     examples = {s: x[:s] for s in sizes}
     try:
         progress.log(f"building {len(sizes)} packages, {jobs} at a time")
-        paths = build_packages(module, examples, configs, folder, jobs, progress)
+        paths = build_packages(modules, examples, configs, folder, jobs, progress)
     except Exception as e:  # a missing toolchain shows up as many error types
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return _without_packages(f"could not build packages ({type(e).__name__}: {first[:300]})")
@@ -348,7 +395,8 @@ def _triton_conv() -> Pass:
     try:
         from kiln.deploy._conv_b1 import TritonConv
     except ImportError as e:
-        return _Unavailable("triton_conv", f"Triton is not installed ({e}): pip install triton")
+        return _Unavailable("triton_conv", f"Triton is not installed ({e}): pip install triton",
+                            batch_sizes=(1,))  # fmt: skip
     return TritonConv()
 
 
@@ -357,8 +405,9 @@ class _Unavailable(Pass):
 
     optional = True
 
-    def __init__(self, name: str, reason: str) -> None:
-        self.name, self.reason = name, reason
+    def __init__(self, name: str, reason: str,
+                 batch_sizes: tuple[int, ...] | None = None) -> None:  # fmt: skip
+        self.name, self.reason, self.batch_sizes = name, reason, batch_sizes
 
     def apply(self, module: nn.Module) -> nn.Module:
         raise PassRejected(self.reason)

@@ -29,6 +29,9 @@ class Pass:
     # an optional pass only makes the engine faster: where it fails or strays past its
     # tolerance, optimize skips it (and says so) instead of refusing the model
     optional: bool = False
+    # the batch sizes whose graphs it rewrites (None: every size's). optimize applies such
+    # passes after the others, to those sizes' graphs only, checked at the smallest of them
+    batch_sizes: tuple[int, ...] | None = None
 
     def apply(self, module: nn.Module) -> nn.Module:
         raise NotImplementedError
