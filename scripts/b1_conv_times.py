@@ -45,9 +45,7 @@ from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
 from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
 from kiln.deploy._passes import ChannelsLast  # noqa: E402
 from kiln.deploy._precision import Precision  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from space_to_depth import SpaceToDepthStem, space_to_depth_weight  # noqa: E402
+from kiln.deploy._space_to_depth import SpaceToDepthStem, space_to_depth_weight  # noqa: E402
 
 aten = torch.ops.aten
 CONVS = {aten.cudnn_convolution_relu.default, aten.cudnn_convolution_add_relu.default,

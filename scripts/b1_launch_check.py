@@ -14,7 +14,9 @@ batches or, as ``benchmarks/inference.py``'s engines do, uint8 images):
 - the CUDA API calls' host times and the kernels' span from one profiled call.
 
 With ``--pdl`` and engine names with ``-pdl``, the Triton kernels also run as programmatic
-dependent launches (``TritonConv(pdl=True)``), the eager graph with the same configs.
+dependent launches (``TritonConv(pdl=True)``), the eager graph with the same configs. Since
+2026-11-28 ``fuse="triton"`` also rewrites the stem at batch 1 (``SpaceToDepthStem``);
+``-nos2d`` engines leave it out.
 
 The profiles come last: once torch's profiler has run in a process, every CUDA call after it
 costs the host more (the first run of this script: ``graph.replay()`` 14 us before the first
@@ -50,6 +52,7 @@ from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
 from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
 from kiln.deploy._passes import ChannelsLast  # noqa: E402
 from kiln.deploy._precision import Precision  # noqa: E402
+from kiln.deploy._space_to_depth import SpaceToDepthStem  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "."))
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # as inference.py
@@ -157,15 +160,24 @@ def _key(layer: dict[str, Any]) -> tuple[Any, ...]:
 
 
 @contextlib.contextmanager
-def dependent_launches(on: bool) -> Iterator[None]:
-    """``optimize``'s ``TritonConv`` with ``pdl=True`` while ``on``."""
-    original = optimize_module._triton_conv
-    if on:
-        optimize_module._triton_conv = lambda: TritonConv(pdl=True)  # type: ignore[assignment]
+def engine_passes(name: str) -> Iterator[None]:
+    """``optimize``'s passes as the engine's name asks: "-pdl": ``TritonConv(pdl=True)``;
+    "-nos2d": without ``SpaceToDepthStem``."""
+    original = optimize_module._passes
+
+    def passes(*args: Any) -> list[Any]:
+        chosen = original(*args)
+        if "-nos2d" in name:
+            chosen = [p for p in chosen if not isinstance(p, SpaceToDepthStem)]
+        if "-pdl" in name:
+            chosen = [TritonConv(pdl=True) if isinstance(p, TritonConv) else p for p in chosen]
+        return chosen
+
+    optimize_module._passes = passes  # type: ignore[assignment]
     try:
         yield
     finally:
-        optimize_module._triton_conv = original  # type: ignore[assignment]
+        optimize_module._passes = original  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -177,7 +189,7 @@ def main() -> None:
         help="the kiln engines compiled in process or as AOTInductor packages",
     )
     parser.add_argument("--engines", default="kiln,kiln-triton,kiln-img,kiln-triton-img",
-                        help="kiln engines: kiln[-triton][-pdl][-img]")  # fmt: skip
+                        help="kiln engines: kiln[-triton][-nos2d][-pdl][-img]")  # fmt: skip
     pdl = "also the eager graph with its Triton kernels as dependent launches"
     parser.add_argument("--pdl", action="store_true", help=pdl)
     args = parser.parse_args()
@@ -212,7 +224,7 @@ def main() -> None:
         fuse = "triton" if "triton" in name else True
         image = IMAGENET if "-img" in name else None
         t0 = time.perf_counter()
-        with dependent_launches("-pdl" in name):
+        with engine_passes(name):
             engine = deploy.optimize(model, x, batch_sizes=(1,), image=image,
                                      compile="jit" if args.compile == "jit" else None,
                                      autotune="none", fuse=fuse)  # fmt: skip

@@ -18,10 +18,11 @@ one variant. The variants:
 - kiln-pad4 / kiln-pad8 (only with --runs): kiln with the stem convolution's 3 input channels
   padded to 4 or 8 with zeros (an experiment: cuDNN's NHWC kernels favour such counts;
   2026-11-28, H200: no gain);
-- kiln-s2d (only with --runs): kiln with ``SpaceToDepthStem`` (``scripts/space_to_depth.py``)
-  before the fusion: the stem as a 4x4 stride-1 convolution on 16 channels (2026-11-28, H200:
-  the stem's kernel 13-16 -> 9 us, batch 1's graph 6.5 us shorter, batch 64/256 1.3-1.5%
-  slower);
+- kiln-s2d (only with --runs): kiln with ``SpaceToDepthStem`` (``kiln.deploy._space_to_depth``):
+  the stem as a 4x4 stride-1 convolution on 16 channels (2026-11-28, H200, then before the
+  fusion and at every size: the stem's kernel 13-16 -> 9 us, batch 1's graph 6.5 us shorter,
+  batch 64/256 1.3-1.5% slower; since then the pass rewrites the batch-1 graph only, after
+  the fusion);
 - kiln-noprologue (only with --runs): kiln with Inductor's prologue fusion off (2026-11-28,
   H200: autotuned, the head still ran as one 42 us Triton template with the pool inside);
 - kiln-triton (only with --runs): kiln with ``fuse="triton"``: at batch 1, kiln's split-K
@@ -65,9 +66,7 @@ from kiln.deploy._fold import FoldBatchNorm  # noqa: E402
 from kiln.deploy._fuse_conv import FuseConvReLU  # noqa: E402
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, graph_constant  # noqa: E402
 from kiln.deploy._precision import Precision  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from space_to_depth import SpaceToDepthStem  # noqa: E402
+from kiln.deploy._space_to_depth import SpaceToDepthStem  # noqa: E402
 
 
 class StemPad(Pass):
@@ -173,7 +172,7 @@ def gpu_time(fn: Any, x: torch.Tensor, calls: int = 200) -> float:
 @contextlib.contextmanager
 def kiln_passes(run: str) -> Iterator[None]:
     """kiln's passes as the ``run`` asks: "-pad<N>" adds ``StemPad(N)`` last; "-no1x1" leaves
-    1x1 convolutions out of ``FuseConvReLU``; "-s2d" puts ``SpaceToDepthStem`` before it."""
+    1x1 convolutions out of ``FuseConvReLU``; "-s2d" adds ``SpaceToDepthStem``."""
     original = optimize_module._passes
     pad = int(found.group(1)) if (found := re.search(r"-pad(\d+)", run)) else 0
 
@@ -181,8 +180,7 @@ def kiln_passes(run: str) -> Iterator[None]:
         chosen = [FuseConvReLU(one_by_one=False) if "-no1x1" in run and isinstance(p, FuseConvReLU)
                   else p for p in original(*args)]  # fmt: skip
         if "-s2d" in run and not any(isinstance(p, SpaceToDepthStem) for p in chosen):
-            at = next(i for i, p in enumerate(chosen) if isinstance(p, FuseConvReLU))
-            chosen.insert(at, SpaceToDepthStem())
+            chosen.append(SpaceToDepthStem())  # the batch-1 graph's (Pass.batch_sizes)
         return [*chosen, StemPad(pad)] if pad else chosen
 
     optimize_module._passes = passes  # type: ignore[assignment]

@@ -213,8 +213,10 @@ b1_launch)  # batch 1: a call's time split (host, copy, replay, back to back) fo
         ${B1_ENGINES:+--engines "$B1_ENGINES"} ${B1_PDL:+--pdl}
     ;;
 b1_pdl)  # batch 1: the Triton convolutions as programmatic dependent launches or not, eager
-    # (same configs) and in process, beside the default engine
-    B1_PDL=1 B1_ENGINES=kiln-triton-img,kiln-triton-pdl-img,kiln-img "$0" b1_launch
+    # (same configs) and in process; fuse="triton" with and without its space-to-depth stem;
+    # beside the default engine
+    B1_PDL=1 B1_ENGINES=kiln-triton-img,kiln-triton-nos2d-img,kiln-triton-pdl-img,kiln-img \
+        "$0" b1_launch
     ;;
 b1_build)  # why the batch-1 package with TritonConv builds in minutes: both graphs built in
     # process in turn, stacks every 15 s of each package build, Inductor's phase times, the

@@ -266,6 +266,25 @@ def test_triton_convolutions_launched_as_dependent_launches_match_in_a_replayed_
     assert rel_error(graphs[True](x[:1]), reference) <= 2e-3
 
 
+def test_fuse_triton_rewrites_a_strided_stem_in_the_batch_1_graph_only():
+    from .conftest import randomize_batchnorm
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                          nn.MaxPool2d(3, 2, 1), _WideBlock(64, 64, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(256, 10))  # fmt: skip
+    model = randomize_batchnorm(model).eval().cuda()
+    x = torch.randn(2, 3, 32, 32, device="cuda")
+    engine = deploy.optimize(model, x, "fp16", (1, 2), compile="jit", autotune="none",
+                             fuse="triton")  # fmt: skip
+    entry = next(p for p in engine.info["passes"] if p["name"] == "space_to_depth_stem")
+    assert entry["rewritten"] == 1 and entry["batch_sizes"] == [1], entry
+    with deploy._check.strict_fp32(), torch.no_grad():
+        reference = model(x)
+    for size in (1, 2):
+        assert rel_error(engine(x[:size]), reference[:size]) <= 5e-3
+
+
 @pytest.mark.skipif(find_spec("triton") is None, reason="needs Triton")
 def test_optimize_times_the_triton_convolutions_and_keeps_its_checks():
     model = _wide_net()

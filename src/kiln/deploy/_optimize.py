@@ -39,6 +39,7 @@ from kiln.deploy._image_input import ImageInput
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
 from kiln.deploy._precision import Precision
 from kiln.deploy._progress import Progress
+from kiln.deploy._space_to_depth import SpaceToDepthStem
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
               "fp8": torch.bfloat16}  # fmt: skip
@@ -101,12 +102,14 @@ def optimize(
     then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
     ``fuse``: on CUDA in fp16/bf16/fp8, each convolution with its bias, ReLU and residual
     add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
-    run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, each
-    convolution that kiln's split-K Triton kernel runs faster at batch 1 (timed here, layer by
-    layer) runs so in the batch-1 graph (``TritonConv``; ResNet-50 on an H200, 2026-11-28: 35-44 of 52
-    replaced, the batch-1 engine 0.334-0.344 ms against 0.380-0.391 in
-    ``scripts/b1_launch_check.py``; not the default while ``benchmarks/inference.py`` has not
-    confirmed it and its builds take minutes, BENCHMARKS.md).
+    run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, the
+    batch-1 graph runs a strided stem on few channels as a stride-1 convolution on more
+    (``SpaceToDepthStem``) and each convolution that kiln's split-K Triton kernel runs faster
+    at batch 1 (timed here, layer by layer) as that kernel (``TritonConv``; ResNet-50 on an
+    H200, 2026-11-28, before the stem joined it: 35-44 of 52 replaced, the batch-1 engine
+    0.334-0.344 ms against 0.380-0.391 in ``scripts/b1_launch_check.py``; not the default while
+    ``benchmarks/inference.py`` has not confirmed it and its builds take minutes,
+    BENCHMARKS.md).
     ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
     ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
     each pass with its error, each package build, the runners) with its seconds to stderr
@@ -375,7 +378,7 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
         if options["fuse"] and precision != "fp32" and torch.backends.cudnn.is_available():
             passes.append(FuseConvReLU())
             if options["fuse"] == "triton" and 1 in options["batch_sizes"]:
-                passes.append(_triton_conv())
+                passes += [SpaceToDepthStem(), _triton_conv()]  # the batch-1 graph's
     if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
         passes.append(Float8Linear())
     if options["image"] is not None:

@@ -1,12 +1,5 @@
 """A strided stem convolution on few channels as a stride-1 convolution on more (space-to-depth).
 
-An experiment, not a kiln pass: on ResNet-50 (H200, 2026-11-28) the stem's kernel went from 13-16
-to 9 us and the batch-1 graph 6.5 us (1.7%) shorter, but batches of 64 and 256 ran 1.3-1.5%
-slower: the 16-channel 4x4 convolution does 1.7x the multiplications.
-``fused_conv_check.py --runs kiln,kiln-s2d`` and ``b1_conv_times.py`` use it. Checked exact
-against the convolution it replaces (fp32, odd and even sizes and kernels): ``python
-scripts/space_to_depth.py``.
-
 A ResNet's first convolution (7x7, stride 2, 3 input channels) is its slowest kernel at batch 1:
 three channels leave cuDNN's tensor-core kernels little to multiply per pixel. Cutting the padded
 input into 2x2 cells and stacking each cell's pixels as channels turns it into a 4x4 convolution
@@ -20,18 +13,20 @@ where ``X[4c + 2r + s, u, v] = x_padded[c, 2u + r, 2v + s]`` and the kernel is p
 to an even size. The sums are the same products, so the result differs only by rounding order.
 The input's rearrangement is a pure index remap: Inductor fuses it into the kernel that already
 converts the input (dtype, channels_last, or an image engine's normalization).
+
+On ResNet-50 (H200, 2026-11-28) the stem's kernel went from 13-16 to 9 us and the batch-1 graph
+6.5 us (1.7%) shorter, but batches of 64 and 256 ran 1.3-1.5% slower (the 16-channel 4x4
+convolution does 1.7x the multiplications). So the pass rewrites the batch-1 graph only
+(``batch_sizes``); ``optimize(..., fuse="triton")`` adds it. It rewrites plain convolutions and
+cuDNN's fused convolution + bias + ReLU calls (``FuseConvReLU``'s) alike.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import fx, nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kiln.deploy._fuse_conv import conv_parts
 from kiln.deploy._passes import Pass, copy_module, graph_constant
@@ -48,6 +43,7 @@ class SpaceToDepthStem(Pass):
     name = "space_to_depth_stem"
     tolerance = 1e-3  # the same products summed in another order (fp16 accumulates in fp32)
     optional = True
+    batch_sizes = (1,)  # slower at batch 64 and 256 (see the module's docstring)
 
     def __init__(self, max_channels: int = 4, multiple: int = 8) -> None:
         self.max_channels, self.multiple = max_channels, multiple
@@ -68,7 +64,7 @@ def rewrite_graph(gm: fx.GraphModule, max_channels: int = 4, multiple: int = 8) 
     """Rewrite ``gm``'s matching convolutions in place; returns how many."""
     count = 0
     for node in list(gm.graph.nodes):
-        parts = conv_parts(node)
+        parts = _parts(node)
         if parts is None or not _matches(gm, parts, max_channels):
             continue
         _rewrite(gm, node, parts, multiple, f"_kiln_s2d_{count}")
@@ -77,6 +73,16 @@ def rewrite_graph(gm: fx.GraphModule, max_channels: int = 4, multiple: int = 8) 
         gm.graph.eliminate_dead_code()
         gm.recompile()
     return count
+
+
+def _parts(node: fx.Node) -> dict[str, Any] | None:
+    """A plain convolution's or cuDNN's fused convolution + bias + ReLU's arguments (the
+    latter with ``fused``); None for any other node."""
+    if node.op == "call_function" and node.target is aten.cudnn_convolution_relu.default:
+        names = ("x", "w", "b", "stride", "padding", "dilation", "groups")
+        return {**dict(zip(names, node.args)), "fused": True}
+    parts = conv_parts(node)
+    return None if parts is None else {**parts, "fused": False}
 
 
 def space_to_depth_weight(weight: torch.Tensor, multiple: int = 8) -> torch.Tensor:
@@ -144,7 +150,11 @@ def _rewrite(gm: fx.GraphModule, conv: fx.Node, parts: dict[str, Any], multiple:
             x = graph.call_function(aten.constant_pad_nd.default, (x, [0, 0, 0, 0, 0, extra], 0.0))
         x = graph.call_function(aten.clone.default, (x,), {"memory_format": memory_format})
         w = graph.get_attr(f"{name}_weight")
-        new = graph.call_function(aten.conv2d.default, (x, w, parts["b"], [1, 1], [0, 0]))
+        if parts["fused"]:
+            new = graph.call_function(aten.cudnn_convolution_relu.default,
+                                      (x, w, parts["b"], [1, 1], [0, 0], [1, 1], 1))  # fmt: skip
+        else:
+            new = graph.call_function(aten.conv2d.default, (x, w, parts["b"], [1, 1], [0, 0]))
         # an even kernel on an odd padded size leaves one row or column more than before
         if (cells_h - new_weight.shape[2] + 1, cells_w - new_weight.shape[3] + 1) != (out_h, out_w):
             new = graph.call_function(aten.slice.Tensor, (new, 2, 0, out_h))
@@ -152,28 +162,3 @@ def _rewrite(gm: fx.GraphModule, conv: fx.Node, parts: dict[str, Any], multiple:
     new.meta.update(conv.meta)
     conv.replace_all_uses_with(new)
     graph.erase_node(conv)
-
-
-def _check() -> None:
-    """The rewritten convolution against the original, in fp32 on the CPU."""
-    from kiln.deploy._capture import capture
-    from kiln.deploy._passes import ChannelsLast
-
-    torch.manual_seed(0)
-    cases = [(224, 224, 7, 3, 3, False), (33, 30, 7, 3, 3, True), (31, 31, 4, 1, 3, False),
-             (32, 29, 3, 1, 1, True), (16, 17, 5, 0, 4, False)]  # fmt: skip
-    for height, width, kernel, padding, channels, last in cases:
-        model = nn.Sequential(nn.Conv2d(channels, 8, kernel, 2, padding), nn.ReLU()).eval()
-        x = torch.randn(2, channels, height, width)
-        module = capture(model, x).module()
-        module = ChannelsLast().apply(module) if last else module
-        stem = SpaceToDepthStem()
-        out = stem.apply(module)(x)
-        err = (out - model(x)).abs().max().item()
-        print(f"{height}x{width}, kernel {kernel}, padding {padding}, {channels} channels: "
-              f"{stem.rewritten} rewritten, max abs error {err:.2g}")  # fmt: skip
-        assert stem.rewritten == 1 and err < 1e-5
-
-
-if __name__ == "__main__":
-    _check()
