@@ -210,25 +210,37 @@ def _apply(
     skipped: list[dict[str, str]] = []
     budget = CAPTURE_TOLERANCE
     for p in passes:
-        started = time.perf_counter()
-        progress.status(f"pass {p.name}")
         x_next = x_engine if isinstance(p, ImageInput) else x  # the engine's input from here
-        try:
-            candidate = p.apply(module)
-            result = check(p.name, candidate(x_next), reference, budget + p.tolerance)
-        except (PassRejected, RuntimeError) as e:
-            if not p.optional:
-                raise
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            skipped.append({"name": p.name, "reason": reason})
-            progress.log(f"pass {p.name}: skipped ({reason})")
+        tried = _try(p, module, x_next, reference, budget + p.tolerance, skipped, progress)
+        if tried is None:
             continue
-        module, x, budget = candidate, x_next, budget + p.tolerance
-        checks.append(_entry(result, p))
-        progress.record(f"pass_{p.name}", time.perf_counter() - started)
-        progress.log(f"pass {p.name}: rel err {checks[-1]['rel']:.3g} (<= {budget:.3g}) "
-                     f"in {progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
+        module, x, budget = tried[0], x_next, budget + p.tolerance
+        checks.append(_entry(tried[1], p))
     return module, checks, skipped, budget
+
+
+def _try(p: Pass, module: nn.Module, x: torch.Tensor, reference: torch.Tensor,
+         tolerance: float, skipped: list[dict[str, str]], progress: Progress,
+         what: str = "") -> tuple[nn.Module, Check] | None:  # fmt: skip
+    """``p`` applied to ``module`` and checked on ``x`` within ``tolerance``, logged; None
+    (with the reason in ``skipped``) where an optional pass failed; raises where any other
+    did."""
+    started = time.perf_counter()
+    progress.status(f"pass {p.name}")
+    try:
+        candidate = p.apply(module)
+        result = check(p.name, candidate(x), reference, tolerance)
+    except (PassRejected, RuntimeError) as e:
+        if not p.optional:
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        skipped.append({"name": p.name, "reason": reason})
+        progress.log(f"pass {p.name}: skipped ({reason})")
+        return None
+    progress.record(f"pass_{p.name}", time.perf_counter() - started)
+    progress.log(f"pass {p.name}{what}: rel err {result.rel:.3g} (<= {tolerance:.3g}) in "
+                 f"{progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
+    return candidate, result
 
 
 def _apply_sized(
@@ -249,26 +261,14 @@ def _apply_sized(
         if len({id(modules[s]) for s in targets}) > 1:
             raise ValueError(f"pass {p.name!r} rewrites batch sizes {targets}, whose graphs "
                              f"earlier passes made differ.")  # fmt: skip
-        started = time.perf_counter()
-        progress.status(f"pass {p.name}")
         rows, tolerance = targets[0], budgets[targets[0]] + p.tolerance
-        try:
-            candidate = p.apply(modules[rows])
-            result = check(p.name, candidate(x[:rows]), reference[:rows], tolerance)
-        except (PassRejected, RuntimeError) as e:
-            if not p.optional:
-                raise
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            skipped.append({"name": p.name, "reason": reason})
-            progress.log(f"pass {p.name}: skipped ({reason})")
+        tried = _try(p, modules[rows], x[:rows], reference[:rows], tolerance, skipped, progress,
+                     f" (batch {', '.join(map(str, targets))})")  # fmt: skip
+        if tried is None:
             continue
         for size in targets:
-            modules[size], budgets[size] = candidate, tolerance
-        checks.append({**_entry(result, p), "batch_sizes": targets})
-        progress.record(f"pass_{p.name}", time.perf_counter() - started)
-        progress.log(f"pass {p.name} (batch {', '.join(map(str, targets))}): rel err "
-                     f"{result.rel:.3g} (<= {tolerance:.3g}) in "
-                     f"{progress.timings[f'pass_{p.name}']:.1f} s")  # fmt: skip
+            modules[size], budgets[size] = tried[0], tolerance
+        checks.append({**_entry(tried[1], p), "batch_sizes": targets})
     return modules, budgets
 
 
