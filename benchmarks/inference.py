@@ -249,15 +249,21 @@ def run_row(name: str, model: torch.nn.Module, args: argparse.Namespace,
     with torch.no_grad():
         out = built["fns"][min(sizes)](built["prep"](x_ref[: min(sizes)]))
     _, rel = error(out.float(), y_ref[: min(sizes)])
-    rows = {}
+    rows, halves = {}, {}
     for size in sizes:
         x = built["prep"](torch.randn(size, *args.shape, device=args.device))
         fn = built["fns"][size]
         calls = args.calls if size <= 8 else max(args.calls // 2, 5)
-        rows[size] = timing(size, time_calls(lambda fn=fn, x=x: fn(x), calls, args.device,
-                                             args.warmup, warmup_s=args.warmup_s))  # fmt: skip
+        times = time_calls(lambda fn=fn, x=x: fn(x), calls, args.device, args.warmup,
+                           warmup_s=args.warmup_s)  # fmt: skip
+        rows[size] = timing(size, times)
+        # the p50 of the first and the last half of the calls: a warm-up still under way shows
+        half = len(times) // 2
+        parts = (times[:half], times[half:])
+        halves[size] = [round(timing(size, part).p50_ms, 4) for part in parts]
     result = {"status": "ok", "build_s": build_s, "rel_err": rel,
-              "rows": {s: vars(t) for s, t in rows.items()}}  # fmt: skip
+              "rows": {s: vars(t) for s, t in rows.items()},
+              "p50_halves_ms": halves}  # fmt: skip
     if "engine" in built:
         result["info"] = built["engine"].info
         result["source"] = "repository" if "folder" in built else "built"
