@@ -32,3 +32,17 @@ def test_wrong_shape_or_dtype_is_refused_with_what_was_expected():
         engine(torch.randn(2, 4))
     with pytest.raises(ValueError, match=r"dtype torch\.float64"):
         engine(torch.randn(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])  # a built size (the short path), padded, the largest
+def test_outputs_are_fresh_tensors_not_the_runners_buffer(n):
+    static = torch.zeros(4, 1)  # a CUDA graph's output buffer, overwritten by each call
+
+    def runner(batch):
+        static[: len(batch)] = batch.sum(dim=1, keepdim=True)
+        return static[: len(batch)]
+
+    engine = Engine(dict.fromkeys((1, 4), runner), (3,), torch.float32, torch.device("cpu"))
+    first = engine(torch.ones(n, 3))
+    engine(torch.full((n, 3), 5.0))
+    torch.testing.assert_close(first, torch.full((n, 1), 3.0))
