@@ -185,15 +185,20 @@ deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a
     ;;
 deploy_b1_warm)  # batch 1, in-process builds (jit): timed after 1 s of calls, then as before
     # (10 calls): does an idle GPU's slow start hide the Triton convolutions' gain?
-    step inference_b1_warm 220 python3 benchmarks/inference.py --batch-sizes 1 --compile jit \
+    # (2026-11-28: the Triton row's in-process compile had not ended after 150 s; the stacks
+    # every 30 s show where such a build is)
+    step inference_b1_warm 280 env KILN_BUILD_STACKS=30 python3 benchmarks/inference.py \
+        --batch-sizes 1 --compile jit \
         --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
         --out "$OUT/inference_b1_warm.json"
-    step inference_b1_cold 150 python3 benchmarks/inference.py --batch-sizes 1 --compile jit \
-        --only kiln-fp16-triton,kiln-fp16 --warmup-s 0 --out "$OUT/inference_b1_cold.json"
+    step inference_b1_cold 200 env KILN_BUILD_STACKS=30 python3 benchmarks/inference.py \
+        --batch-sizes 1 --compile jit --only kiln-fp16-triton,kiln-fp16 --warmup-s 0 \
+        --out "$OUT/inference_b1_cold.json"
     ;;
 deploy_b1_triton)  # batch 1 with kiln's Triton convolutions (fuse="triton") and without them
     # (the default), side by side, beside reduce-overhead and eager fp32
-    step inference_b1_triton 560 python3 benchmarks/inference.py --batch-sizes 1 \
+    step inference_b1_triton 560 env KILN_BUILD_STACKS=60 python3 benchmarks/inference.py \
+        --batch-sizes 1 \
         --autotune small --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
         --out "$OUT/inference_b1_triton.json"
     ;;

@@ -41,7 +41,7 @@ def test_build_logs_are_kept_where_asked_and_workers_print_their_stacks_on_a_tim
     from kiln.deploy._builds import worker_env
 
     code = (
-        "import time\nfrom kiln.deploy._aoti_worker import watching\n"
+        "import time\nfrom kiln.deploy._progress import watching\n"
         "with watching():\n    time.sleep(0.6)\ntime.sleep(0.5)  # none after it\n"
     )
     after = "line 5"  # a dump from the last sleep would name it

@@ -3,42 +3,20 @@
 Run by ``kiln.deploy._builds`` in a process of its own; exits non-zero with the traceback.
 With ``KILN_BUILD_STACKS=<seconds>`` in the environment it prints every thread's stack that
 often to its output (kept where ``KILN_BUILD_LOGS`` says): where a slow build spends its time.
-``kiln.deploy._builds`` does the same around the builds it runs in its own process.
+``kiln.deploy`` does the same around the builds it runs in its own process
+(``kiln.deploy._progress.watching``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import faulthandler
 import json
-import os
 import sys
-from collections.abc import Iterator
 
 import torch
 
 from kiln.deploy._check import strict_fp32
 from kiln.deploy._fuse_conv import register_operators
-
-
-@contextlib.contextmanager
-def watching() -> Iterator[None]:
-    """Every thread's stack to stderr every ``$KILN_BUILD_STACKS`` seconds while inside (none
-    when unset or 0): for a build that takes longer than it should."""
-    text = os.environ.get("KILN_BUILD_STACKS", "")
-    try:
-        every = float(text or 0)
-    except ValueError:
-        every = 0.0
-        print(f"KILN_BUILD_STACKS takes seconds (e.g. 30). Received: {text!r}; ignored.",
-              file=sys.stderr)  # fmt: skip
-    if every > 0:
-        faulthandler.dump_traceback_later(every, repeat=True, file=sys.stderr)
-    try:
-        yield
-    finally:
-        if every > 0:
-            faulthandler.cancel_dump_traceback_later()
+from kiln.deploy._progress import watching
 
 
 def main(argv: list[str]) -> int:

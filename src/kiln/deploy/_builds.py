@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 from kiln.deploy._aoti import build_package
-from kiln.deploy._aoti_worker import watching
-from kiln.deploy._progress import Progress
+from kiln.deploy._progress import Progress, watching
 
 
 def default_jobs(device: torch.device, count: int) -> int:

@@ -38,7 +38,7 @@ from kiln.deploy._fuse_conv import FuseConvReLU
 from kiln.deploy._image_input import ImageInput
 from kiln.deploy._passes import ChannelsLast, Pass, copy_module, has_conv2d
 from kiln.deploy._precision import Precision
-from kiln.deploy._progress import Progress
+from kiln.deploy._progress import Progress, watching
 from kiln.deploy._space_to_depth import SpaceToDepthStem
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
@@ -297,15 +297,16 @@ def _runners(
         pool = None
         for size in sizes:
             size_started = time.perf_counter()
-            if size in source.packages:
-                run = load_package(source.packages[size], device)
-            elif compiled:
-                run = jit_compile(modules[size], x[:size], _inductor(device, size, options))
-            else:
-                run = _eager(modules[size])
-            if graphs:
-                run = graphed = GraphRunner(run, x[:size], pool)
-                pool = graphed.pool
+            with watching():  # $KILN_BUILD_STACKS: the in-process compile happens here
+                if size in source.packages:
+                    run = load_package(source.packages[size], device)
+                elif compiled:
+                    run = jit_compile(modules[size], x[:size], _inductor(device, size, options))
+                else:
+                    run = _eager(modules[size])
+                if graphs:
+                    run = graphed = GraphRunner(run, x[:size], pool)
+                    pool = graphed.pool
             runners[size] = run
             name = f"{'compiled' if compiled else 'eager'} batch {size}"
             result = check(name, run(x[:size]), reference[:size], budgets[size] + extra)

@@ -8,6 +8,8 @@ when it is a file or a pipe (a benchmark's subprocess, CI). Every phase's second
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -69,3 +71,23 @@ class Progress:
             self._live.stop()
             self._live = None
         return self.timings
+
+
+@contextmanager
+def watching() -> Iterator[None]:
+    """Every thread's stack to stderr every ``$KILN_BUILD_STACKS`` seconds while inside (none
+    when unset or 0): for a build that takes longer than it should."""
+    text = os.environ.get("KILN_BUILD_STACKS", "")
+    try:
+        every = float(text or 0)
+    except ValueError:
+        every = 0.0
+        print(f"KILN_BUILD_STACKS takes seconds (e.g. 30). Received: {text!r}; ignored.",
+              file=sys.stderr)  # fmt: skip
+    if every > 0:
+        faulthandler.dump_traceback_later(every, repeat=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        if every > 0:
+            faulthandler.cancel_dump_traceback_later()
