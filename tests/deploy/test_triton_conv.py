@@ -29,7 +29,7 @@ CHILD = textwrap.dedent(
     from torch import fx, nn
 
     from kiln.deploy._capture import capture
-    from kiln.deploy._conv_b1 import TritonConv, candidates
+    from kiln.deploy._conv_b1 import TritonConv
     from kiln.deploy._fold import FoldBatchNorm
     from kiln.deploy._fuse_conv import FuseConvReLU
     from kiln.deploy._precision import Precision
@@ -212,3 +212,27 @@ def test_only_packages_that_call_the_operator_make_their_loader_import_triton(tm
     assert not _calls(tmp_path / "without.pt2", b'"kiln::conv2d_b1"')
     (tmp_path / "broken.pt2").write_text("not a zip archive")
     assert not _calls(tmp_path / "broken.pt2", b'"kiln::conv2d_b1"')
+
+
+def test_the_candidates_include_the_searchs_winners_on_resnet50():
+    """``scripts/b1_triton_conv.py`` tried 1-43 configs per ResNet-50 layer (H200, 2026-11-28);
+    the pass tries a few, which must include each layer's winner (BENCHMARKS.md)."""
+    from kiln.deploy._conv_b1 import candidates
+    from kiln.deploy._triton_conv import Config
+
+    winners = {  # (pixels, output channels, input channels, kernel): the fastest config
+        (3136, 64, 64, 1): Config(16, 64, 64, 1),
+        (3136, 64, 64, 3): Config(64, 32, 64, 1),
+        (3136, 64, 256, 1): Config(64, 32, 64, 1),
+        (784, 128, 128, 3): Config(64, 32, 128, 1, 4, 4),
+        (196, 256, 256, 3): Config(16, 64, 128, 2),
+        (196, 1024, 256, 1): Config(64, 32, 64, 1),
+        (49, 512, 512, 3): Config(16, 64, 128, 4),
+    }
+    for (m, n, c, kernel), winner in winners.items():
+        found = candidates(m, n, c, kernel)
+        assert winner in found, (m, n, c, kernel, found)
+        assert len(found) <= 9 and len(set(found)) == len(found)
+        for config in found:  # each one's K splits into whole blocks
+            assert c % config.block_k == 0
+            assert (kernel * kernel * c // config.block_k) % config.split_k == 0
