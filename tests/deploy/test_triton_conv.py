@@ -236,3 +236,49 @@ def test_the_candidates_include_the_searchs_winners_on_resnet50():
         for config in found:  # each one's K splits into whole blocks
             assert c % config.block_k == 0
             assert (kernel * kernel * c // config.block_k) % config.split_k == 0
+
+
+def test_precompile_jobs_are_each_distinct_convolutions_candidates_once():
+    import torch
+    from torch import fx, nn
+
+    from kiln.deploy._capture import capture
+    from kiln.deploy._conv_b1 import candidates, warm_jobs
+    from kiln.deploy._fuse_conv import FuseConvReLU
+    from kiln.deploy._precision import Precision
+    from kiln.deploy._triton_conv import Config
+
+    model = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),  # the same shape again
+                          nn.Conv2d(64, 128, 1, stride=2)).eval()  # fmt: skip
+    module = capture(model, torch.randn(2, 64, 8, 8)).module()
+    for p in (Precision(torch.float16), FuseConvReLU()):
+        module = p.apply(module)
+    gm = next(m for m in module.modules() if isinstance(m, fx.GraphModule))
+    jobs = warm_jobs(gm)
+    expected = candidates(64, 64, 64, 3) + candidates(16, 128, 64, 1)
+    assert len(jobs) == len(expected)
+    assert [Config(*job[10]) for job in jobs] == expected
+    assert jobs[0][:10] == [64, 8, 8, 64, 3, 1, 1, True, False, True]
+    assert jobs[-1][:10] == [64, 8, 8, 128, 1, 2, 0, True, False, False]
+    assert {job[11] for job in jobs} == {"float16"}
+
+
+def test_precompile_shares_the_jobs_among_its_processes(tmp_path, monkeypatch):
+    import sys
+
+    from kiln.deploy._conv_b1 import precompile
+
+    monkeypatch.setenv("KILN_TEST_SHARES", str(tmp_path))
+    record = ("import json, os, sys; jobs = json.load(sys.stdin); "
+              "open(os.path.join(os.environ['KILN_TEST_SHARES'], str(os.getpid())), 'w')"
+              ".write(json.dumps(jobs))")  # fmt: skip
+    jobs = [[i, "job"] for i in range(11)]
+    assert precompile(jobs, workers=3, command=[sys.executable, "-c", record]) == 3
+    shares = [json.loads(p.read_text()) for p in tmp_path.iterdir()]
+    assert len(shares) == 3 and sorted(job[0] for share in shares for job in share) == list(
+        range(11)
+    )
+    assert precompile(jobs[:5], command=[sys.executable, "-c", record]) == 0  # not worth it
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    assert precompile(jobs, workers=2, command=failing) == 2  # a failure costs only time

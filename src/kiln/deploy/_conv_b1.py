@@ -28,7 +28,12 @@ it, and Inductor would otherwise copy it before each call.
 """
 
 import dataclasses
+import json
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -118,25 +123,31 @@ class TritonConv(Pass):
                  pdl: bool = False) -> None:  # fmt: skip
         self.margin = margin
         self.pdl = pdl
+        self.precompile = tune is None  # kiln's own timing compiles the candidates first
         self.tune = tune or (lambda layer: _tune(layer, reps))
         self.replaced = 0
         self.convolutions = 0
         self.saved_us = 0.0
         self.tune_s = 0.0
+        self.precompile_s = 0.0
 
     def apply(self, module: nn.Module) -> nn.Module:
         register_shapes()
         module = copy_module(module)
+        graphs = [sub for sub in module.modules() if isinstance(sub, fx.GraphModule)]
         started = time.perf_counter()
-        for sub in module.modules():
-            if isinstance(sub, fx.GraphModule):
-                self._rewrite(sub)
+        if self.precompile:
+            precompile([job for gm in graphs for job in warm_jobs(gm)])
+            self.precompile_s = time.perf_counter() - started
+        for gm in graphs:
+            self._rewrite(gm)
         self.tune_s = time.perf_counter() - started
         return module
 
     def describe(self) -> dict[str, Any]:
         return {"replaced": self.replaced, "convolutions": self.convolutions,
-                "saved_us": round(self.saved_us, 1), "tune_s": round(self.tune_s, 1)}  # fmt: skip
+                "saved_us": round(self.saved_us, 1), "tune_s": round(self.tune_s, 1),
+                "precompile_s": round(self.precompile_s, 1)}  # fmt: skip
 
     def _rewrite(self, gm: fx.GraphModule) -> None:
         chosen: list[tuple[fx.Node, dict[str, Any], Config]] = []
@@ -193,6 +204,70 @@ def _config(fields: list[int]) -> Config:
     block_m, block_n, block_k, split_k, num_warps, num_stages = fields[:6]
     return Config(block_m, block_n, block_k, split_k, num_warps, num_stages,
                   pdl=len(fields) > 6 and bool(fields[6]))  # fmt: skip
+
+
+def warm_jobs(gm: fx.GraphModule) -> list[list[Any]]:
+    """``_triton_warm``'s jobs for the candidates of each distinct convolution in ``gm``."""
+    jobs: list[list[Any]] = []
+    for node in gm.graph.nodes:
+        layer = _layer(gm, node)
+        if layer is None:
+            continue
+        w = layer["w"]
+        c, h, width = layer["image"]
+        n, kernel = int(w.shape[0]), int(w.shape[2])
+        has_bias, has_z = layer["bias"] is not None, layer["kind"] == "add_relu"
+        common = [c, h, width, n, kernel, layer["stride"], layer["padding"], has_bias, has_z,
+                  layer["relu"]]  # fmt: skip
+        dtype = str(w.dtype).removeprefix("torch.")
+        jobs += [[*common, list(_fields(config))[:6], dtype]
+                 for config in candidates(layer["m"], n, c, kernel)]  # fmt: skip
+    return [json.loads(text) for text in dict.fromkeys(json.dumps(job) for job in jobs)]
+
+
+def precompile(jobs: list[list[Any]], workers: int | None = None,
+               command: list[str] | None = None, timeout: float = 900.0) -> int:  # fmt: skip
+    """Compile ``jobs`` in ``workers`` processes side by side (default: up to 8, one core left
+    free); returns how many ran (0 where too few jobs or cores make it not worth it). Each
+    process is ``command`` (default: ``python -m kiln.deploy._triton_warm``) reading its share
+    of the jobs as JSON on stdin. A failure costs only time: the tuner compiles what is not in
+    Triton's cache."""
+    from kiln.deploy._builds import worker_env
+
+    if workers is None:
+        workers = min(8, (os.cpu_count() or 1) - 1, len(jobs) // 4)
+    if workers < 2:
+        return 0
+    command = command or [sys.executable, "-m", "kiln.deploy._triton_warm"]
+    shares = [jobs[i::workers] for i in range(workers)]
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: it never fills up
+    processes = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=errors, env=worker_env(), text=True)
+                 for _ in shares]  # fmt: skip
+    try:
+        for process, share in zip(processes, shares, strict=True):
+            assert process.stdin is not None
+            try:
+                process.stdin.write(json.dumps(share))
+                process.stdin.close()
+            except OSError:  # it died already: its share is the tuner's to compile
+                pass
+        deadline = time.perf_counter() + timeout
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired as e:
+        log.info("triton_conv: precompiling the kernels stopped (%s); the tuner compiles the "
+                 "rest", e)  # fmt: skip
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        with errors:
+            errors.seek(0)
+            if text := errors.read().decode(errors="replace").strip():
+                log.debug("triton_conv precompile: %s", text[-2000:])
+    return len(processes)
 
 
 def _fields(config: Config) -> tuple[int, ...]:
