@@ -129,7 +129,8 @@ def main() -> None:
     rows = []
     for index, name in enumerate(args.order.split(",")):
         rows.append({"name": name, **build(name, modules[name], x1, index, args.stacks)})
-    (OUT / "b1_build_time.json").write_text(json.dumps(rows, indent=1))
+        # after each build: a run cut short by its time limit keeps the builds it finished
+        (OUT / "b1_build_time.json").write_text(json.dumps(rows, indent=1))
     print("\n" + "\n".join(json.dumps(r) for r in rows))
 
 
