@@ -66,9 +66,9 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 ROWS = ["eager-fp32", "eager-fp16-cl", "eager-cudagraph", "compile-reduce-overhead",
         "kiln-fp16", "kiln-bf16", "kiln-fp8"]  # fmt: skip
 # ablations, only with --only: kiln's BatchNorm folding off (Inductor's freezing folds instead),
-# max-autotune off for the small batches, cuDNN's fused convolution + ReLU calls off, and
-# kiln's batch-1 Triton convolutions on (fuse="triton", an experiment)
-EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune", "kiln-fp16-nofuse", "kiln-fp16-triton"]
+# max-autotune off for the small batches, every fused convolution off, and cuDNN's fused calls
+# alone (fuse="cudnn": batch 1 without kiln's Triton convolutions, the default until 2026-11-28)
+EXTRA_ROWS = ["kiln-fp16-nofold", "kiln-fp16-noautotune", "kiln-fp16-nofuse", "kiln-fp16-cudnn"]
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # as serve_http.py
 SIDE = {"compile-reduce-overhead", "kiln-bf16", "kiln-fp8"}  # timed at --side-batch-sizes
 BARS = {"b1_p50_ms": 0.35, "fp16_rel_err": 1e-3, "peak_img_s": 32_000, "slo_img_s": 25_000,
@@ -185,7 +185,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "kiln-fp16-nofold": kiln_engine("fp16", fold=False),
     "kiln-fp16-noautotune": kiln_engine("fp16", autotune="none"),
     "kiln-fp16-nofuse": kiln_engine("fp16", fuse=False),
-    "kiln-fp16-triton": kiln_engine("fp16", fuse="triton"),
+    "kiln-fp16-cudnn": kiln_engine("fp16", fuse="cudnn"),
 }  # fmt: skip
 
 

@@ -13,10 +13,12 @@ batches or, as ``benchmarks/inference.py``'s engines do, uint8 images):
 - p50_us: wall clock of a call and its synchronize;
 - the CUDA API calls' host times and the kernels' span from one profiled call.
 
-With ``--pdl`` and engine names with ``-pdl``, the Triton kernels also run as programmatic
-dependent launches (``TritonConv(pdl=True)``), the eager graph with the same configs. Since
-2026-11-28 ``fuse="triton"`` also rewrites the stem at batch 1 (``SpaceToDepthStem``);
-``-nos2d`` engines leave it out.
+Engines: "kiln" is ``fuse="cudnn"`` (cuDNN's fused calls alone), "kiln-triton" the default
+``fuse=True`` (also the space-to-depth stem and the Triton kernels at batch 1, as programmatic
+dependent launches on compute capability 9+). ``-nos2d`` leaves the stem out, ``-nopdl``
+launches the kernels plainly, ``-pdl`` as dependent launches whatever the card. With
+``--pdl`` the eager graph also runs with its Triton kernels as dependent launches (the same
+configs).
 
 The profiles come last: once torch's profiler has run in a process, every CUDA call after it
 costs the host more (the first run of this script: ``graph.replay()`` 14 us before the first
@@ -161,16 +163,17 @@ def _key(layer: dict[str, Any]) -> tuple[Any, ...]:
 
 @contextlib.contextmanager
 def engine_passes(name: str) -> Iterator[None]:
-    """``optimize``'s passes as the engine's name asks: "-pdl": ``TritonConv(pdl=True)``;
-    "-nos2d": without ``SpaceToDepthStem``."""
+    """``optimize``'s passes as the engine's name asks: "-pdl" / "-nopdl":
+    ``TritonConv(pdl=True / False)``; "-nos2d": without ``SpaceToDepthStem``."""
     original = optimize_module._passes
 
     def passes(*args: Any) -> list[Any]:
         chosen = original(*args)
         if "-nos2d" in name:
             chosen = [p for p in chosen if not isinstance(p, SpaceToDepthStem)]
-        if "-pdl" in name:
-            chosen = [TritonConv(pdl=True) if isinstance(p, TritonConv) else p for p in chosen]
+        if "-pdl" in name or "-nopdl" in name:
+            pdl = "-pdl" in name
+            chosen = [TritonConv(pdl=pdl) if isinstance(p, TritonConv) else p for p in chosen]
         return chosen
 
     optimize_module._passes = passes  # type: ignore[assignment]
@@ -189,7 +192,7 @@ def main() -> None:
         help="the kiln engines compiled in process or as AOTInductor packages",
     )
     parser.add_argument("--engines", default="kiln,kiln-triton,kiln-img,kiln-triton-img",
-                        help="kiln engines: kiln[-triton][-nos2d][-pdl][-img]")  # fmt: skip
+                        help="kiln engines: kiln[-triton][-nos2d][-pdl|-nopdl][-img]")  # fmt: skip
     pdl = "also the eager graph with its Triton kernels as dependent launches"
     parser.add_argument("--pdl", action="store_true", help=pdl)
     args = parser.parse_args()
@@ -208,7 +211,7 @@ def main() -> None:
         chosen[_key(layer)] = _tune(layer, 20)
         return chosen[_key(layer)]
 
-    triton_pass = TritonConv(tune=tune)
+    triton_pass = TritonConv(tune=tune, pdl=False)
     rewritten = triton_pass.apply(module)
     print("TritonConv", json.dumps(triton_pass.describe()), flush=True)
     runners: dict[str, tuple[Any, Any, torch.Tensor]] = {
@@ -221,7 +224,7 @@ def main() -> None:
                                        None, x1)  # fmt: skip
     images = torch.randint(0, 256, (1, 224, 224, 3), dtype=torch.uint8, device=device)
     for name in args.engines.split(","):
-        fuse = "triton" if "triton" in name else True
+        fuse = True if "triton" in name else "cudnn"
         image = IMAGENET if "-img" in name else None
         t0 = time.perf_counter()
         with engine_passes(name):

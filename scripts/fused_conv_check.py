@@ -25,8 +25,9 @@ one variant. The variants:
   the fusion);
 - kiln-noprologue (only with --runs): kiln with Inductor's prologue fusion off (2026-11-28,
   H200: autotuned, the head still ran as one 42 us Triton template with the pool inside);
-- kiln-triton (only with --runs): kiln with ``fuse="triton"``: at batch 1, kiln's split-K
-  Triton convolutions where they time faster than cuDNN's calls (``TritonConv``);
+- kiln-triton (only with --runs): kiln as ``optimize`` builds it by default since
+  2026-11-28: at batch 1 also kiln's split-K Triton convolutions where they time faster than
+  cuDNN's calls (``TritonConv``) and the space-to-depth stem; "kiln" is ``fuse="cudnn"``;
 - kiln-tuned (only with --runs): kiln with ``autotune="small"`` whatever ``--autotune`` says;
 - a run name may end in ``@N`` to run the same variant again (``kiln@2``): builds and timings
   of one variant vary, and alternating them shows by how much;
@@ -233,7 +234,7 @@ def main() -> None:
                 with kiln_passes(run):
                     inductor = {"prologue_fusion": False} if "-noprologue" in run else None
                     autotune = "small" if "-tuned" in run else args.autotune
-                    fuse = "triton" if "-triton" in run else "-nofuse" not in run
+                    fuse = True if "-triton" in run else "cudnn" if "-nofuse" not in run else False
                     engine = deploy.optimize(model, x[:2], batch_sizes=sizes,
                                              compile=True if args.aot else "jit",
                                              autotune=autotune, fuse=fuse,

@@ -26,6 +26,9 @@
 #   scripts/gpu_session.sh b1_build   # 1x H100: batch 1, package build times with TritonConv or not
 #   scripts/gpu_session.sh deploy_b1_warm # 1x H100: inference.py batch 1 (jit), warmed 1 s or not
 #   scripts/gpu_session.sh deploy_b1_triton # 1x H100: batch 1, kiln with and without them
+#   scripts/gpu_session.sh deploy_http # 1x H100: HTTP serving alone (serve_http.py)
+#   scripts/gpu_session.sh b1_default # 1x H100: batch-1 packages, default vs without PDL/Triton
+#   scripts/gpu_session.sh fixes_check # 1x H100: kiln's Inductor fixes against the image's torch
 #   scripts/gpu_session.sh fp8        # 1x H100: precision="fp8" vs bf16 (train_fp8.py, GPU test)
 #   scripts/gpu_session.sh resnet     # 1x H100: train_speed.py ResNet-50 (kiln, compile loop)
 #   scripts/gpu_session.sh resnet_tuned # 1x H100: the same with Inductor's tuning rows for kiln
@@ -173,9 +176,11 @@ deploy_fuse)  # kiln-fp16 with cuDNN's fused conv + ReLU calls (the default sinc
         --json "$OUT/serve_http.json"
     ;;
 deploy_default)  # every inference bar in one table: kiln-fp16 as optimize() builds it by
-    # default (fused conv + ReLU, batch 1 max-autotuned), beside the competitors
-    step inference_default 540 python3 benchmarks/inference.py --repository /tmp/repo \
-        --only kiln-fp16,eager-fp32,eager-cudagraph,compile-reduce-overhead \
+    # default (since 2026-11-28 with the Triton convolutions at batch 1), beside it without them
+    # (fuse="cudnn") and the competitors; the cold start from the repository
+    step inference_default 520 env KILN_BUILD_STACKS=60 python3 benchmarks/inference.py \
+        --repository /tmp/repo \
+        --only kiln-fp16,kiln-fp16-cudnn,eager-fp32,eager-cudagraph,compile-reduce-overhead \
         --batch-sizes 1,8,64,256 --out "$OUT/inference_default.json"
     ;;
 deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a build of
@@ -184,23 +189,38 @@ deploy_b1)  # the batch-1 latency bar (0.35 ms): batch 1 alone, max-autotuned (a
         --only kiln-fp16,compile-reduce-overhead,eager-fp32 --out "$OUT/inference_b1.json"
     ;;
 deploy_b1_warm)  # batch 1, in-process builds (jit): timed after 1 s of calls, then as before
-    # (10 calls): does an idle GPU's slow start hide the Triton convolutions' gain?
-    # (2026-11-28: the Triton row's in-process compile had not ended after 150 s; the stacks
-    # every 30 s show where such a build is)
+    # (10 calls): does an idle GPU's slow start hide the Triton convolutions' gain? (2026-11-28,
+    # warmed: the Triton engine 0.349 ms, cuDNN's calls alone 0.436; the cold run crashed in
+    # torch 2.11's fallback log line, since avoided by kiln.deploy._inductor_fixes)
     step inference_b1_warm 280 env KILN_BUILD_STACKS=30 python3 benchmarks/inference.py \
         --batch-sizes 1 --compile jit \
-        --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
+        --only kiln-fp16,kiln-fp16-cudnn,compile-reduce-overhead,eager-fp32 \
         --out "$OUT/inference_b1_warm.json"
     step inference_b1_cold 200 env KILN_BUILD_STACKS=30 python3 benchmarks/inference.py \
-        --batch-sizes 1 --compile jit --only kiln-fp16-triton,kiln-fp16 --warmup-s 0 \
+        --batch-sizes 1 --compile jit --only kiln-fp16,kiln-fp16-cudnn --warmup-s 0 \
         --out "$OUT/inference_b1_cold.json"
     ;;
-deploy_b1_triton)  # batch 1 with kiln's Triton convolutions (fuse="triton") and without them
-    # (the default), side by side, beside reduce-overhead and eager fp32
+deploy_b1_triton)  # batch 1 with kiln's Triton convolutions (the default since 2026-11-28) and
+    # without them (fuse="cudnn"), side by side, beside reduce-overhead and eager fp32
     step inference_b1_triton 560 env KILN_BUILD_STACKS=60 python3 benchmarks/inference.py \
         --batch-sizes 1 \
-        --autotune small --only kiln-fp16-triton,kiln-fp16,compile-reduce-overhead,eager-fp32 \
+        --autotune small --only kiln-fp16,kiln-fp16-cudnn,compile-reduce-overhead,eager-fp32 \
         --out "$OUT/inference_b1_triton.json"
+    ;;
+deploy_http)  # kiln-fp16 built into a repository of its own (timed too), then served over
+    # HTTP from it by kiln serve (serve_http.py)
+    step inference_http 330 python3 benchmarks/inference.py --repository /tmp/repo_http \
+        --only kiln-fp16 --batch-sizes 1,8,64,256 --out "$OUT/inference_http.json"
+    step serve_http 150 python3 benchmarks/serve_http.py --repository /tmp/repo_http \
+        --concurrency 1,2,4,6,8,16 --duration 5 --json "$OUT/serve_http.json"
+    ;;
+b1_default)  # batch 1 as AOTInductor packages: the default engine (Triton convolutions as
+    # dependent launches, space-to-depth stem) against it without dependent launches and
+    # against cuDNN's calls alone (fuse="cudnn"), uint8 images, a call's time split
+    B1_COMPILE=aot B1_ENGINES=kiln-triton-img,kiln-triton-nopdl-img,kiln-img "$0" b1_launch
+    ;;
+fixes_check)  # kiln.deploy._inductor_fixes against the image's torch (2.11 has both costs)
+    step fixes_check 120 python3 -m pytest -q -p no:cacheprovider tests/deploy/test_inductor_fixes.py
     ;;
 b1_triton_profile)  # batch 1: kiln with and without its Triton convolutions, in process and as
     # AOTInductor packages, each replayed graph profiled (kernels, gaps): where the layers'
@@ -446,7 +466,7 @@ tune_lenet)
         --out "$OUT/tune_lenet"
     ;;
 *)
-    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_warm|deploy_b1_triton|b1_triton_check|b1_triton_profile|b1_launch|b1_pdl|b1_build|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
+    echo "usage: $0 deploy|deploy_fuse|deploy_default|deploy_b1|deploy_b1_warm|deploy_b1_triton|deploy_http|b1_default|fixes_check|b1_triton_check|b1_triton_profile|b1_launch|b1_pdl|b1_build|deploy_jit|gpu_tests|aoti_check|aoti_graph|debug|lenet|lenet_conv|lenet_profile|lenet_variants|first_step|fused_conv|fused_conv_b1|b1_convs|b1_triton|fused_conv_limit0|fp8|lenet_gather|resnet|resnet_tuned|resnet_long|memory|multi|multi_fsdp|issue8|fsdp_profile|tune|tune_cpu|tune_gpu|tune_threads|tune_lenet|seq PART...|parallel PART..." >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 import kiln.deploy as deploy
 from kiln.deploy import PassRejected
@@ -118,8 +119,9 @@ def test_unknown_precision_wrong_sizes_and_fp8_on_cpu_are_clear_errors(mlp, conv
         deploy.optimize(conv_net, images, "fp32", image={"std": [1, 2]})
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) images. Received: .* shape \(2, 6\)"):
         deploy.optimize(mlp, x, "fp32", image={})
-    with pytest.raises(ValueError, match=r"True, False or 'triton' .* Received: fuse='cudnn'"):
-        deploy.optimize(mlp, x, "fp32", fuse="cudnn")
+    with pytest.raises(ValueError, match=r"'cudnn' \(the fused calls alone\) or False\. "
+                                         r"Received: fuse='tensorrt'"):  # fmt: skip
+        deploy.optimize(mlp, x, "fp32", fuse="tensorrt")
 
 
 def test_engine_refuses_a_wrong_shape(mlp):
@@ -204,6 +206,24 @@ def test_a_pass_for_some_batch_sizes_rewrites_only_their_graphs(mlp, monkeypatch
     monkeypatch.setattr(optimize_module, "_passes", lambda *args: [*passes(*args), unused])
     engine = deploy.optimize(mlp, x, "fp32", batch_sizes=(1, 8))
     assert unused.rows == [] and "marked" not in [e["name"] for e in engine.info["passes"]]
+
+
+def test_fuse_picks_the_convolution_passes_and_the_batch_1_ones_only_with_batch_1(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    example = torch.randn(2, 3, 8, 8)
+
+    def names(fuse, sizes=(1, 8), precision="fp16"):
+        options = optimize_module._options(precision, sizes, None, None, "small", None, True, fuse)
+        passes = optimize_module._passes(options, torch.device("cuda"), net, example)
+        return [p.name for p in passes]
+
+    common = ["fold_batchnorm", "fp16", "channels_last", "fuse_conv_relu"]
+    batch_1 = ["space_to_depth_stem", "triton_conv"]
+    assert names(True) == names("triton") == common + batch_1  # "triton": its old name
+    assert names(True, sizes=(8, 64)) == names("cudnn") == common
+    assert names(False) == common[:3]
+    assert names(True, precision="fp32") == ["fold_batchnorm", "channels_last"]
 
 
 def test_fuse_triton_without_triton_is_skipped_saying_how_to_get_it(mlp, monkeypatch):

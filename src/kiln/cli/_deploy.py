@@ -27,13 +27,14 @@ def add_parsers(subparsers: Any) -> None:
     deploy.add_argument(
         "--no-fuse",
         action="store_true",
-        help="no fused cuDNN conv + ReLU calls (GPU, fp16/bf16/fp8)",
+        help="no fused convolutions: neither cuDNN's conv + ReLU calls nor, at batch 1, kiln's "
+        "Triton kernels (GPU, fp16/bf16/fp8)",
     )
     deploy.add_argument(
-        "--triton",
+        "--no-triton",
         action="store_true",
-        help="an experiment: batch 1's graph also runs its convolutions as kiln's Triton kernels "
-        "where they time faster, and a strided stem as space-to-depth (GPU, needs Triton)",
+        help="batch 1 keeps cuDNN's fused calls too: no Triton convolutions or space-to-depth "
+        "stem, and no kernel timing in the build",
     )
     deploy.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
     bench = subparsers.add_parser("bench", help="latency and throughput of a model repository")
@@ -58,9 +59,6 @@ def _deploy(args: argparse.Namespace) -> int:
     from kiln import deploy
     from kiln.model import load_model
 
-    if args.triton and args.no_fuse:
-        raise SystemExit("kiln deploy: --triton builds on the fused convolutions that --no-fuse "
-                         "turns off. Received both; drop one.")  # fmt: skip
     model = load_model(args.model, compile=False)
     specs = getattr(model, "input_specs", None)
     if not specs or len(specs) != 1 or None in specs[0].shape:
@@ -79,7 +77,7 @@ def _deploy(args: argparse.Namespace) -> int:
     engine = deploy.optimize(
         model, example, args.precision, _sizes(args.batch_sizes), device, image,
         compile=False if args.no_compile else None, autotune=args.autotune,
-        fuse="triton" if args.triton else not args.no_fuse,
+        fuse=False if args.no_fuse else "cudnn" if args.no_triton else True,
     )  # fmt: skip
     name = args.name or Path(args.model).stem
     folder = deploy.save(engine, args.repository, name, args.version, onnx=not args.no_onnx)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from kiln.deploy._cuda_graph import Runner
+from kiln.deploy._inductor_fixes import inductor_fixes
 from kiln.deploy._toolchain import package_compiler
 
 # autotune="small" autotunes batch sizes up to this: batch 1 only, the latency that max-autotune
@@ -57,7 +58,7 @@ def build_package(
     """Compile ``module`` for inputs shaped like ``example`` (a static shape) into ``path``."""
     program = torch.export.export(module, (example,))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), inductor_fixes():
         out = torch._inductor.aoti_compile_and_package(
             program, package_path=str(path), inductor_configs=options
         )
@@ -130,9 +131,16 @@ def jit_compile(module: nn.Module, example: torch.Tensor, options: dict[str, Any
     It compiles on the first call."""
     static = torch.export.export(module, (example,)).module()  # a graph of its own per size
     compiled = torch.compile(static, options=options, dynamic=False, fullgraph=True)
+    built = False
 
     def run(x: torch.Tensor) -> torch.Tensor:
+        nonlocal built
         with torch.no_grad():  # freezing applies to inference only
-            return compiled(x)
+            if built:
+                return compiled(x)
+            with inductor_fixes():  # the first call compiles
+                out = compiled(x)
+            built = True
+            return out
 
     return run

@@ -16,6 +16,7 @@ import torch
 
 from kiln.deploy._check import strict_fp32
 from kiln.deploy._fuse_conv import register_operators
+from kiln.deploy._inductor_fixes import inductor_fixes
 from kiln.deploy._progress import watching
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> int:
     register_operators()  # programs with cuDNN's fused calls or kiln's Triton ones load with them
     program = torch.export.load(program_path)
     # fp32 programs compile without TF32, as in-process
-    with watching(), strict_fp32(), torch.no_grad():
+    with watching(), strict_fp32(), torch.no_grad(), inductor_fixes():
         torch._inductor.aoti_compile_and_package(
             program, package_path=package, inductor_configs=json.loads(options)
         )

