@@ -5,8 +5,10 @@ nothing that matters).
 - **The CPU ISA probe.** Every process's first C++ build (an AOTInductor package, CUDA or
   not) checks each vector ISA the CPU lists by compiling a small library and loading it in a
   child Python that first runs ``import torch``. On the H200 hosts (2026-11-28) that cost 29 s
-  per process, once per package worker. The child here loads torch's CPU library instead of
-  importing torch, as torch itself does since 2.12: the same check, without the import.
+  per process, once per package worker. Here the child finds torch's libraries through
+  ``LD_LIBRARY_PATH`` instead of importing torch, as torch itself does since 2.12: the same
+  check, without the import. (Preloading ``libtorch_cpu.so`` alone was not enough for torch
+  2.11's probe library: every ISA failed the check, 2026-11-28.)
 - **Implicit fallbacks' log line.** An operator without a lowering (kiln's Triton
   convolution, cuDNN's fused calls) gets a fallback, and torch 2.11 formats a log message
   for it whether or not the log is on, printing each input's whole IR tree: on ResNet-50's
@@ -16,6 +18,7 @@ nothing that matters).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,25 +35,38 @@ def inductor_fixes() -> Iterator[None]:
 
     saved_probe = cpu_vec_isa.VecISA._avx_py_load
     saved_str = exc.OperatorIssue.__dict__["operator_str"]
-    cpu_vec_isa.VecISA._avx_py_load = probe_script(saved_probe)
+    saved_path = os.environ.get("LD_LIBRARY_PATH")
+    script = probe_script(saved_probe)
+    if script != saved_probe:  # the child finds torch's libraries without importing torch
+        os.environ["LD_LIBRARY_PATH"] = library_path(saved_path)
+        cpu_vec_isa.VecISA._avx_py_load = script
     exc.OperatorIssue.operator_str = staticmethod(operator_str)  # type: ignore[method-assign]
     try:
         yield
     finally:
         cpu_vec_isa.VecISA._avx_py_load = saved_probe
         exc.OperatorIssue.operator_str = saved_str  # type: ignore[method-assign]
+        if saved_path is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = saved_path
+
+
+TORCH_LIB = Path(torch.__file__).parent / "lib"
 
 
 def probe_script(script: str) -> str:
-    """The ISA probe's child script without ``import torch`` where the library it loads
-    needs only torch's CPU library (Linux; elsewhere, or where torch already skips the
-    import, ``script`` as it is)."""
-    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    if sys.platform != "linux" or "import torch\n" not in script or not library.is_file():
+    """The ISA probe's child script without ``import torch`` (Linux, with
+    ``library_path()`` as the child's ``LD_LIBRARY_PATH``); elsewhere, or where torch already
+    skips the import, ``script`` as it is."""
+    if sys.platform != "linux" or "import torch\n" not in script or not TORCH_LIB.is_dir():
         return script
-    return ("import ctypes\n"
-            f"ctypes.CDLL({str(library)!r}, mode=ctypes.RTLD_GLOBAL)\n"
-            'ctypes.cdll.LoadLibrary("__lib_path__")\n')  # fmt: skip
+    return 'from ctypes import cdll\ncdll.LoadLibrary("__lib_path__")\n'
+
+
+def library_path(current: str | None) -> str:
+    """``LD_LIBRARY_PATH`` with torch's library folder first."""
+    return os.pathsep.join([str(TORCH_LIB), *([current] if current else [])])
 
 
 def operator_str(target: Any, args: Any, kwargs: dict[str, Any]) -> str:
