@@ -1,7 +1,8 @@
 """``kiln.deploy.optimize``: a trained model -> an ``Engine`` for fixed batch sizes.
 
 The pipeline reads top to bottom: capture once (``torch.export``), apply the passes (fold
-BatchNorm, precision, channels_last, cuDNN's fused convolution + ReLU, fp8, image input), each
+BatchNorm, precision, channels_last, cuDNN's fused convolution + ReLU, fp8, image input; then,
+for the batch-1 graph alone, the space-to-depth stem and kiln's Triton convolutions), each
 checked against the original model, then one runner per batch size: an AOTInductor package
 (compiled with freezing) or the eager module, captured in a CUDA graph on GPUs. The packages'
 static programs are re-exports of the transformed graph, not new captures of the user's model.
