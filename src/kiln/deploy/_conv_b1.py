@@ -111,8 +111,8 @@ class TritonConv(Pass):
     convolutions replaced and the microseconds saved per call, as timed layer by layer.
     ``tune`` replaces the timing (tests). ``pdl``: launch the kernels as programmatic
     dependent launches, each kernel's start overlapping the end of the one before (default:
-    on GPUs of compute capability 9+, where they exist; 13 us off ResNet-50's batch-1 call on
-    an H200, 2026-11-28).
+    on GPUs of compute capability 9+, where they exist; 13-17 us off ResNet-50's batch-1 call
+    on an H200, 2026-11-28).
     """
 
     name = "triton_conv"

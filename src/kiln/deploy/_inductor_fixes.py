@@ -4,15 +4,17 @@ nothing that matters).
 
 - **The CPU ISA probe.** Every process's first C++ build (an AOTInductor package, CUDA or
   not) checks each vector ISA the CPU lists by compiling a small library and loading it in a
-  child Python that first runs ``import torch``. On the H200 hosts (2026-11-28) that cost 29 s
-  per process, once per package worker. Here the child finds torch's libraries through
+  child Python that first runs ``import torch``. On the H200 hosts (2026-11-28) a batch-1
+  ResNet-50 package built in a fresh worker in 44-47 s with it, 25-27 s without the import
+  (the probe's libraries themselves are compiled once per machine, then cached on disk).
+  Here the child finds torch's libraries through
   ``LD_LIBRARY_PATH`` instead of importing torch, as torch itself does since 2.12: the same
   check, without the import. (Preloading ``libtorch_cpu.so`` alone was not enough for torch
   2.11's probe library: every ISA failed the check, 2026-11-28.)
 - **Implicit fallbacks' log line.** An operator without a lowering (kiln's Triton
   convolution, cuDNN's fused calls) gets a fallback, and torch 2.11 formats a log message
-  for it whether or not the log is on, printing each input's whole IR tree: on ResNet-50's
-  batch-1 graph that took minutes and once crashed the process (2026-11-28). Inside the
+  for it whether or not the log is on, printing each input's whole IR tree: a ResNet-50
+  batch-1 compile was still in it 30 s in, then crashed the process (2026-11-28). Inside the
   context the message names each input instead.
 """
 
@@ -30,7 +32,9 @@ import torch
 
 @contextmanager
 def inductor_fixes() -> Iterator[None]:
-    """Inductor builds inside it skip the two costs in this module's docstring."""
+    """Inductor builds inside it skip the two costs in this module's docstring. On torch
+    2.11 it puts torch's library folder first in ``LD_LIBRARY_PATH`` for the processes
+    started inside it (the probe's child, the compilers); all is restored on exit."""
     from torch._inductor import cpu_vec_isa, exc
 
     saved_probe = cpu_vec_isa.VecISA._avx_py_load
@@ -78,6 +82,7 @@ def operator_str(target: Any, args: Any, kwargs: dict[str, Any]) -> str:
 
 
 def brief(value: Any) -> str:
+    """``value`` for a log line: IR nodes by name, containers item by item, the rest as repr."""
     if isinstance(value, (list, tuple)):
         inner = ", ".join(brief(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner})"
